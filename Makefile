@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+# Without DATABASE_URL both use an embedded PostgreSQL under .data/ (pgserver).
+
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# The provider sandbox is on by default for `make run`: the whole flow works with no
+# Google or Microsoft credentials. CE_SANDBOX=0 make run talks to the real providers.
+CE_SANDBOX ?= 1
+
+.PHONY: install run test lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	CE_SANDBOX=$(CE_SANDBOX) $(BIN)/ce-email serve --migrate --host $(HOST) --port $(PORT)
+
+lint: install
+	$(BIN)/ruff check app tests migrations
+
+test: install lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

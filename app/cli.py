@@ -1,0 +1,195 @@
+"""ce-email: the service's command line (serve, migrate, sandbox, dev fixtures, ...)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from uuid import UUID
+
+import typer
+
+from app.config import Settings, check_production_safety, get_settings
+from app.db.urls import ensure_database_url, owner_url
+
+ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+cli = typer.Typer(help="CE-07 email integration service", no_args_is_help=True)
+dev = typer.Typer(help="Development fixtures (refused when CE_ENV=production)")
+cli.add_typer(dev, name="dev")
+
+
+def _settings() -> Settings:
+    return ensure_database_url(get_settings())
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+def run_migrations(settings: Settings) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config.attributes["database_url"] = settings.database_url
+    config.attributes["configure_logging"] = False
+    command.upgrade(config, "head")
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply the database migrations (alembic upgrade head) as the DATABASE_URL owner."""
+    settings = _settings()
+    run_migrations(settings)
+    typer.echo("migrated")
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    migrate_first: Annotated[bool, typer.Option("--migrate/--no-migrate")] = False,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
+    """Serve the HTTP API."""
+    import os
+
+    import uvicorn
+
+    from app.logs import configure_logging
+
+    settings = _settings()
+    check_production_safety(settings)
+    if migrate_first:
+        run_migrations(settings)
+    # The resolved URL (the embedded server's when none was given) for the factory's process.
+    os.environ["DATABASE_URL"] = str(settings.database_url)
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,  # paths carry tokens; app.http logs route templates instead
+        log_config=None,
+    )
+
+
+@cli.command()
+def sandbox(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8025,
+) -> None:
+    """Serve the provider sandbox alone (same /_sandbox paths as in-process)."""
+    import uvicorn
+
+    from app.logs import configure_logging
+    from app.sandbox import create_standalone_app
+
+    settings = get_settings()
+    if settings.is_production:
+        _fail("the sandbox is refused when CE_ENV=production")
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        create_standalone_app(settings), host=host, port=port, access_log=False, log_config=None
+    )
+
+
+def _run_with_owner(fn: Callable[[Any, Settings], Awaitable[T]]) -> T:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    settings = _settings()
+
+    async def main() -> T:
+        engine = create_async_engine(owner_url(settings, "asyncpg"))
+        try:
+            return await fn(engine, settings)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+def _emit(payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(payload) + "\n")
+
+
+def _dev_guard() -> None:
+    if get_settings().is_production:
+        _fail("development fixtures are refused when CE_ENV=production")
+
+
+@dev.command("seed-org")
+def dev_seed_org(name: Annotated[str, typer.Option(help="organisation name")]) -> None:
+    """Create an org with an admin and a member; print their ids and 24 h tokens."""
+    _dev_guard()
+    from app.platform.fixtures import seed_org
+
+    _emit(_run_with_owner(lambda engine, s: seed_org(engine, s, name)))
+
+
+@dev.command("add-contact")
+def dev_add_contact(
+    org: Annotated[UUID, typer.Option(help="org id")],
+    email: Annotated[list[str], typer.Option(help="address (repeat for several)")],
+    name: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Create a CE-01 contact with one or more addresses."""
+    _dev_guard()
+    from app.platform.fixtures import add_contact
+
+    try:
+        _emit(_run_with_owner(lambda engine, s: add_contact(engine, s, org, email, name)))
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+@dev.command("add-partner")
+def dev_add_partner(
+    org: Annotated[UUID, typer.Option(help="org id")],
+    domain: Annotated[list[str], typer.Option(help="domain (repeat for several)")],
+    name: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Create a CE-02 partner with one or more domains."""
+    _dev_guard()
+    from app.platform.fixtures import add_partner
+
+    try:
+        _emit(_run_with_owner(lambda engine, s: add_partner(engine, s, org, domain, name)))
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+@dev.command("add-document")
+def dev_add_document(
+    org: Annotated[UUID, typer.Option(help="org id")],
+    file: Annotated[Path, typer.Option(exists=True, dir_okay=False, readable=True)],
+) -> None:
+    """Store a file as a PF-11 document of the org."""
+    _dev_guard()
+    from app.platform.fixtures import add_document
+
+    _emit(_run_with_owner(lambda engine, s: add_document(engine, s, org, file)))
+
+
+@dev.command("database-url")
+def dev_database_url() -> None:
+    """Print the resolved owner DATABASE_URL (starts the embedded server when unset)."""
+    _dev_guard()
+    sys.stdout.write(str(_settings().database_url) + "\n")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""One typed Settings object, read from the environment (names are part of the contract)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# A fixed development key ring: 32 zero-free bytes, base64. Production must set VAULT_KEYS.
+_DEV_VAULT_KEY = "dev1:ZGV2LW9ubHktdmF1bHQta2V5LTMyLWJ5dGVzLTAwMDA="
+_DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"
+_DEV_STATE_SECRET = "dev-only-oauth-state-secret-0123456789abcdef"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    # Environment and database
+    ce_env: Literal["development", "test", "production"] = "development"
+    ce_sandbox: bool = False
+    database_url: str | None = None
+    """Owner connection (migrations, fixtures). Unset: an embedded PostgreSQL under .data/."""
+    app_database_url: str | None = None
+    """The ce_app connection. Unset: DATABASE_URL with the user replaced by ce_app."""
+    ce_app_db_password: SecretStr = SecretStr("ce_app")
+    data_dir: str = ".data"
+    db_pool_size: int = 10
+
+    # HTTP surface
+    public_base_url: str = "http://127.0.0.1:8000"
+    frontend_origins: str = "http://localhost:3000"
+    log_level: str = "INFO"
+
+    # Auth of CRM users
+    jwt_secret: SecretStr = SecretStr(_DEV_JWT_SECRET)
+    jwt_jwks_url: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_seconds: int = 30
+
+    # OAuth state signing and the token vault
+    oauth_state_secret: SecretStr = SecretStr(_DEV_STATE_SECRET)
+    oauth_state_ttl_seconds: int = 600
+    vault_keys: SecretStr = SecretStr(_DEV_VAULT_KEY)
+    """Key ring `id:base64key[,id:base64key...]`; the first encrypts, all decrypt."""
+
+    # Providers: every URL is a setting so the sandbox or the real services are configuration.
+    gmail_client_id: str = "ce-email-dev-gmail-client"
+    gmail_client_secret: SecretStr = SecretStr("ce-email-dev-gmail-secret")
+    gmail_auth_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    gmail_token_url: str = "https://oauth2.googleapis.com/token"
+    gmail_revoke_url: str = "https://oauth2.googleapis.com/revoke"
+    gmail_api_base: str = "https://gmail.googleapis.com/gmail/v1"
+    gmail_batch_url: str = "https://gmail.googleapis.com/batch/gmail/v1"
+    gmail_upload_base: str = "https://gmail.googleapis.com/upload/gmail/v1"
+    gmail_scopes: str = "https://www.googleapis.com/auth/gmail.modify openid email"
+    gmail_pubsub_topic: str = "projects/ce-email-dev/topics/gmail-push"
+    gmail_push_secret: SecretStr = SecretStr("dev-gmail-push-secret")
+
+    outlook_client_id: str = "ce-email-dev-outlook-client"
+    outlook_client_secret: SecretStr = SecretStr("ce-email-dev-outlook-secret")
+    outlook_auth_url: str = "https://login.microsoftonline.com/common/oauth2/v2.0/authorize"
+    outlook_token_url: str = "https://login.microsoftonline.com/common/oauth2/v2.0/token"
+    graph_api_base: str = "https://graph.microsoft.com/v1.0"
+    outlook_scopes: str = "offline_access openid profile User.Read Mail.ReadWrite Mail.Send"
+    outlook_client_state_secret: SecretStr = SecretStr("dev-outlook-client-state-secret")
+
+    # Provider client policy
+    provider_timeout_seconds: float = 30.0
+    provider_max_attempts: int = 5
+    provider_max_backoff_seconds: float = 30.0
+    token_refresh_margin_seconds: int = 300
+    provider_base_backoff_seconds: float = 0.5
+    """First backoff ceiling (doubles per attempt, full jitter, capped by the max above)."""
+    gmail_batch_size: int = 50
+    """Parts per Gmail batch request (Google: at most 100, more than 50 not recommended)."""
+    graph_fetch_concurrency: int = 4
+    """Concurrent Graph requests per mailbox when fetching messages (Outlook allows 4)."""
+
+    # Sandbox knobs (only read when CE_SANDBOX=1 or `ce-email sandbox`)
+    sandbox_subscription_max_minutes: int = 10080
+    sandbox_gmail_units_per_minute: int = 15000
+    sandbox_graph_max_concurrency: int = 4
+
+    # Jobs and tracking
+    worker_concurrency: int = 4
+    redis_url: str | None = None
+    tracking_rate_limit: str = "60/minute"
+    tracking_token_rate_limit: str = "30/minute"
+    document_storage_dir: str | None = None
+    attachment_max_bytes: int = 25 * 1024 * 1024
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def allowed_frontend_origins(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.frontend_origins.split(",") if o.strip()]
+
+    @property
+    def is_production(self) -> bool:
+        return self.ce_env == "production"
+
+    def sandbox_base(self) -> str:
+        return f"{self.public_base_url}/_sandbox"
+
+    def with_sandbox_urls(self) -> Settings:
+        """Point every provider URL at the in-process sandbox (CE_SANDBOX=1)."""
+        base = self.sandbox_base()
+        return self.model_copy(
+            update={
+                "gmail_auth_url": f"{base}/gmail/oauth/authorize",
+                "gmail_token_url": f"{base}/gmail/oauth/token",
+                "gmail_revoke_url": f"{base}/gmail/oauth/revoke",
+                "gmail_api_base": f"{base}/gmail/gmail/v1",
+                "gmail_batch_url": f"{base}/gmail/batch/gmail/v1",
+                "gmail_upload_base": f"{base}/gmail/upload/gmail/v1",
+                "outlook_auth_url": f"{base}/outlook/oauth/authorize",
+                "outlook_token_url": f"{base}/outlook/oauth/token",
+                "graph_api_base": f"{base}/outlook/v1.0",
+            }
+        )
+
+
+class ProductionSafetyError(RuntimeError):
+    pass
+
+
+def check_production_safety(settings: Settings) -> None:
+    """Refuse configurations that are only for development when CE_ENV=production."""
+    if not settings.is_production:
+        return
+    if settings.ce_sandbox:
+        raise ProductionSafetyError("CE_SANDBOX=1 is refused when CE_ENV=production")
+    dev_values = {
+        "JWT_SECRET": settings.jwt_secret.get_secret_value() == _DEV_JWT_SECRET
+        and not settings.jwt_jwks_url,
+        "VAULT_KEYS": settings.vault_keys.get_secret_value() == _DEV_VAULT_KEY,
+        "OAUTH_STATE_SECRET": settings.oauth_state_secret.get_secret_value() == _DEV_STATE_SECRET,
+    }
+    bad = [name for name, is_dev in dev_values.items() if is_dev]
+    if bad:
+        raise ProductionSafetyError(f"development defaults in production: {', '.join(bad)}")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    settings = Settings()
+    if settings.ce_sandbox:
+        settings = settings.with_sandbox_urls()
+    return settings

@@ -1,0 +1,28 @@
+"""Engines: the app's (ce_app, subject to RLS) and, for tooling, the owner's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.config import Settings
+from app.db.urls import app_url
+
+
+@dataclass
+class Database:
+    engine: AsyncEngine
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def create_database(settings: Settings) -> Database:
+    engine = create_async_engine(
+        app_url(settings),
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        pool_pre_ping=True,
+    )
+    return Database(engine=engine)

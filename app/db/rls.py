@@ -1,0 +1,43 @@
+"""The one place that sets the org (and user) context of a transaction.
+
+Requests and jobs alike open their transaction through `org_transaction`; RLS policies read
+`app.org_id` / `app.user_id`. `set_config(..., true)` is transaction-local, so a pooled
+connection never carries one org's context into another's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+_SET_CONTEXT = text(
+    "SELECT set_config('app.org_id', :org_id, true), set_config('app.user_id', :user_id, true)"
+)
+
+
+async def set_org_context(session: AsyncSession, org_id: UUID, user_id: UUID | None) -> None:
+    await session.execute(
+        _SET_CONTEXT, {"org_id": str(org_id), "user_id": str(user_id) if user_id else ""}
+    )
+
+
+@asynccontextmanager
+async def org_transaction(
+    engine: AsyncEngine, org_id: UUID, user_id: UUID | None = None
+) -> AsyncIterator[AsyncSession]:
+    """A session in one transaction scoped to `org_id`: commits on success, rolls back on error."""
+    async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+        await set_org_context(session, org_id, user_id)
+        yield session
+
+
+@asynccontextmanager
+async def system_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """A transaction with no org: RLS shows no org rows. For lookups that must find the org
+    first through a SECURITY DEFINER function, and for health checks."""
+    async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+        yield session

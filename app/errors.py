@@ -1,0 +1,170 @@
+"""Domain errors and the one place that turns every error into RFC 9457 problem+json."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class AppError(Exception):
+    """Base of the domain errors; each subclass is one HTTP status and problem type."""
+
+    status_code: int = 500
+    problem_type: str = "about:blank"
+    title: str = "Internal Server Error"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail
+        self.extra = extra
+
+
+class BadRequest(AppError):
+    status_code = 400
+    problem_type = "/problems/bad-request"
+    title = "Bad request"
+
+
+class Unauthorized(AppError):
+    status_code = 401
+    problem_type = "/problems/unauthorized"
+    title = "Authentication required"
+
+
+class Forbidden(AppError):
+    status_code = 403
+    problem_type = "/problems/forbidden"
+    title = "Forbidden"
+
+
+class NotFound(AppError):
+    status_code = 404
+    problem_type = "/problems/not-found"
+    title = "Not found"
+
+
+class Conflict(AppError):
+    status_code = 409
+    problem_type = "/problems/conflict"
+    title = "Conflict"
+
+
+class PayloadTooLarge(AppError):
+    status_code = 413
+    problem_type = "/problems/payload-too-large"
+    title = "Payload too large"
+
+
+class UnprocessableEntity(AppError):
+    status_code = 422
+    problem_type = "/problems/validation"
+    title = "Validation failed"
+
+
+class TooManyRequests(AppError):
+    status_code = 429
+    problem_type = "/problems/rate-limited"
+    title = "Too many requests"
+
+
+class ServiceUnavailable(AppError):
+    status_code = 503
+    problem_type = "/problems/unavailable"
+    title = "Service unavailable"
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    problem_type: str = "about:blank",
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {"type": problem_type, "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    # ("body", "email_sync_history_days") -> "email_sync_history_days"; keep query/path names.
+    parts = [str(p) for p in loc if p not in ("body",)]
+    return ".".join(parts) or "body"
+
+
+def validation_errors(errors: list[Any]) -> list[dict[str, Any]]:
+    """Pydantic errors without the rejected input (it may be mail content or a token)."""
+    out = []
+    for err in errors:
+        message = str(err["msg"]).removeprefix("Value error, ")
+        item: dict[str, Any] = {"field": _field_path(err.get("loc", ())), "message": message}
+        ctx = err.get("ctx") or {}
+        for key in ("ge", "le", "gt", "lt", "min_length", "max_length", "pattern"):
+            if key in ctx:
+                item[key] = ctx[key] if isinstance(ctx[key], int | float | str) else str(ctx[key])
+        out.append(item)
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(request: Request, exc: AppError) -> JSONResponse:
+        headers = exc.extra.pop("headers", None) if exc.extra else None
+        return problem_response(
+            exc.status_code,
+            exc.title,
+            exc.detail,
+            exc.problem_type,
+            instance=request.url.path,
+            headers=headers,
+            **exc.extra,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = validation_errors(list(exc.errors()))
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return problem_response(
+            422,
+            "Validation failed",
+            detail or "Invalid request",
+            "/problems/validation",
+            instance=request.url.path,
+            errors=errors,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        try:
+            title = HTTPStatus(exc.status_code).phrase
+        except ValueError:
+            title = "Error"
+        detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
+        return problem_response(
+            exc.status_code,
+            title,
+            detail,
+            instance=request.url.path,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The type only: an exception's text may hold content we must not log.
+        logger.error("unhandled error", extra={"error_type": type(exc).__name__})
+        return problem_response(500, "Internal Server Error", instance=request.url.path)

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from sqlalchemy import text
+
+from app.errors import ServiceUnavailable
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness: the database answers",
+    responses={503: {"description": "The database is unreachable"}},
+)
+async def readyz(request: Request) -> dict[str, str]:
+    try:
+        async with request.app.state.db.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception:
+        raise ServiceUnavailable("The database is not reachable") from None
+    return {"status": "ready"}

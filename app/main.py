@@ -1,0 +1,82 @@
+"""create_app(): routers, middleware, exception handlers, and the resources they share."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+
+from app.auth.tokens import TokenVerifier
+from app.config import Settings, check_production_safety, get_settings
+from app.db.engine import create_database
+from app.db.urls import ensure_database_url
+from app.errors import install_error_handlers
+from app.health.endpoints import router as health_router
+from app.logs import request_id_var
+from app.settings.endpoints import router as settings_router
+
+logger = logging.getLogger("app.http")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = ensure_database_url(settings or get_settings())
+    check_production_safety(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.db = create_database(settings)
+        try:
+            yield
+        finally:
+            await app.state.db.dispose()
+
+    app = FastAPI(
+        title="ce-email",
+        version="0.1.0",
+        summary="CE-07 email integration: connect mailboxes, sync, link, send, track.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.token_verifier = TokenVerifier(settings)
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def request_context(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        if len(request_id) > 64 or not request_id.replace("-", "").isalnum():
+            request_id = uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        finally:
+            request_id_var.reset(token)
+        route = request.scope.get("route")
+        logger.info(
+            "request",
+            extra={
+                "method": request.method,
+                # the route template, never the concrete path: paths carry tokens and ids
+                "route": getattr(route, "path", "unmatched"),
+                "status_code": response.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "request_id": request_id,
+            },
+        )
+        response.headers["X-Request-ID"] = request_id
+        return response
+
+    app.include_router(health_router)
+    app.include_router(settings_router)
+
+    if settings.ce_sandbox:
+        from app.sandbox import create_sandbox_app
+
+        app.mount("/_sandbox", create_sandbox_app(settings))
+    return app

@@ -1,0 +1,75 @@
+"""Module settings (DESIGN.md §4): what GET returns and what PATCH accepts."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+$")
+
+
+def _bounded(low: int, high: int) -> Any:
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return Annotated[
+        StrictInt,
+        AfterValidator(check),
+        Field(json_schema_extra={"minimum": low, "maximum": high}),
+    ]
+
+
+def _hostname(value: str) -> str:
+    host = value.strip().lower().rstrip(".")
+    if not _HOSTNAME.match(host):
+        raise ValueError("must be a host name such as track.example.org (no scheme, path or port)")
+    return host
+
+
+HistoryDays = _bounded(7, 90)
+BodyLimitKb = _bounded(100, 2000)
+IntervalMinutes = _bounded(5, 60)
+TrackingDomain = Annotated[str, AfterValidator(_hostname), Field(max_length=253)]
+
+
+class ModuleSettings(BaseModel):
+    """Effective settings of an org: stored values, defaults where unset."""
+
+    email_sync_history_days: int = Field(30, ge=7, le=90)
+    email_body_size_limit_kb: int = Field(500, ge=100, le=2000)
+    email_sync_interval_minutes: int = Field(15, ge=5, le=60)
+    email_tracking_enabled: bool = True
+    email_custom_tracking_domain: str | None = None
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "email_sync_history_days": 30,
+                    "email_body_size_limit_kb": 500,
+                    "email_sync_interval_minutes": 15,
+                    "email_tracking_enabled": True,
+                    "email_custom_tracking_domain": None,
+                }
+            ]
+        }
+    )
+
+
+class ModuleSettingsPatch(BaseModel):
+    """Fields left out stay as they are; an explicit null resets a field to its default."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"email_sync_history_days": 60}]},
+    )
+
+    email_sync_history_days: HistoryDays | None = None
+    email_body_size_limit_kb: BodyLimitKb | None = None
+    email_sync_interval_minutes: IntervalMinutes | None = None
+    email_tracking_enabled: StrictBool | None = None
+    email_custom_tracking_domain: TrackingDomain | None = None
