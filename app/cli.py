@@ -127,6 +127,32 @@ def _dev_guard() -> None:
         _fail("development fixtures are refused when CE_ENV=production")
 
 
+@cli.command("rotate-keys")
+def rotate_keys() -> None:
+    """Re-encrypt every vault secret under the first key of VAULT_KEYS (all orgs)."""
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from app.accounts.vault import KeyRing, rotate_all
+
+    ring = KeyRing(get_settings().vault_keys.get_secret_value())
+
+    async def run(engine: Any, _settings: Settings) -> tuple[int, int, int]:
+        async with AsyncSession(engine) as session, session.begin():
+            return await rotate_all(session, ring)
+
+    rotated, current, unreadable = _run_with_owner(run)
+    _emit(
+        {
+            "rotated": rotated,
+            "already_current": current,
+            "unreadable": unreadable,
+            "primary_key_id": ring.primary_key_id,
+        }
+    )
+    if unreadable:
+        raise typer.Exit(code=1)
+
+
 @dev.command("seed-org")
 def dev_seed_org(name: Annotated[str, typer.Option(help="organisation name")]) -> None:
     """Create an org with an admin and a member; print their ids and 24 h tokens."""

@@ -8,10 +8,13 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI, Request, Response
 
+from app.accounts.endpoints import accounts_router, oauth_router
 from app.auth.tokens import TokenVerifier
 from app.config import Settings, check_production_safety, get_settings
+from app.context import ServiceContext
 from app.db.engine import create_database
 from app.db.urls import ensure_database_url
 from app.errors import install_error_handlers
@@ -22,16 +25,24 @@ from app.settings.endpoints import router as settings_router
 logger = logging.getLogger("app.http")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, http_transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
+    """`http_transport` carries every outgoing provider call and sandbox push (tests route it
+    into the app itself with httpx.ASGITransport; by default it is real HTTP)."""
     settings = ensure_database_url(settings or get_settings())
     check_production_safety(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.db = create_database(settings)
+        app.state.ctx = ServiceContext.build(
+            settings, app.state.db.engine, transport=app.state.http_transport
+        )
         try:
             yield
         finally:
+            await app.state.ctx.aclose()
             await app.state.db.dispose()
 
     app = FastAPI(
@@ -41,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.http_transport = http_transport
     app.state.token_verifier = TokenVerifier(settings)
     install_error_handlers(app)
 
@@ -74,9 +86,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health_router)
     app.include_router(settings_router)
+    app.include_router(oauth_router)
+    app.include_router(accounts_router)
 
     if settings.ce_sandbox:
-        from app.sandbox import create_sandbox_app
+        from app.sandbox import SandboxState, create_sandbox_app
 
-        app.mount("/_sandbox", create_sandbox_app(settings))
+        def push_client() -> httpx.AsyncClient:
+            return httpx.AsyncClient(transport=app.state.http_transport, timeout=10)
+
+        app.mount(
+            "/_sandbox",
+            create_sandbox_app(settings, SandboxState(push_client_factory=push_client)),
+        )
     return app

@@ -45,15 +45,16 @@ def _drop_database(base: Settings, name: str) -> None:
 @pytest.fixture(scope="session")
 def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings for tests: dev defaults, isolated document storage, no .env influence."""
-    return ensure_database_url(
-        Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            ce_env="test",
-            ce_sandbox=False,
-            database_url=os.environ.get("DATABASE_URL") or None,
-            document_storage_dir=str(tmp_path_factory.mktemp("documents")),
-        )
-    )
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        ce_env="test",
+        ce_sandbox=True,
+        database_url=os.environ.get("DATABASE_URL") or None,
+        document_storage_dir=str(tmp_path_factory.mktemp("documents")),
+        public_base_url="http://127.0.0.1:8000",
+        frontend_origins="http://localhost:3000,https://crm.example.org",
+    ).with_sandbox_urls()
+    return ensure_database_url(settings)
 
 
 @pytest.fixture(scope="session")
@@ -85,6 +86,8 @@ async def app(test_settings: Settings) -> AsyncIterator[FastAPI]:
     from app.main import create_app
 
     application = create_app(test_settings)
+    # Provider calls and sandbox pushes go into the app itself, over HTTP semantics.
+    application.state.http_transport = httpx.ASGITransport(app=application)
     async with application.router.lifespan_context(application):
         yield application
 
@@ -123,3 +126,11 @@ async def org_a(make_org: Any) -> Org:
 @pytest_asyncio.fixture
 async def org_b(make_org: Any) -> Org:
     return await make_org("Org B")
+
+
+def sandbox_of(application: FastAPI) -> Any:
+    """The in-process sandbox's state (mounted under /_sandbox when CE_SANDBOX=1)."""
+    for route in application.routes:
+        if getattr(route, "path", None) == "/_sandbox":
+            return route.app.state.sandbox  # type: ignore[attr-defined]
+    raise LookupError("sandbox not mounted")

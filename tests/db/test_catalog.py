@@ -12,7 +12,12 @@ ORG_TABLES_SQL = """
 SELECT n.nspname || '.' || c.relname AS name, c.relrowsecurity, c.relforcerowsecurity,
        ARRAY(SELECT p.polcmd::text FROM pg_policy p WHERE p.polrelid = c.oid) AS commands,
        ARRAY(SELECT pg_get_expr(p.polqual, p.polrelid) FROM pg_policy p
-             WHERE p.polrelid = c.oid AND p.polqual IS NOT NULL) AS quals
+             WHERE p.polrelid = c.oid AND p.polqual IS NOT NULL
+               AND p.polname <> 'directory_lookup') AS quals,
+       ARRAY(SELECT p.polcmd::text || ':' || array_to_string(
+                 ARRAY(SELECT rolname FROM pg_roles WHERE oid = ANY(p.polroles)), ',')
+             FROM pg_policy p
+             WHERE p.polrelid = c.oid AND p.polname = 'directory_lookup') AS directory
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'org_id' AND NOT a.attisdropped
@@ -49,6 +54,11 @@ async def test_every_org_table_has_forced_rls_and_a_policy_per_command(
         assert {"r", "a", "w", "d"} <= set(row["commands"]), f"{row['name']}: {row['commands']}"
         for qual in row["quals"]:
             assert "NULLIF(current_setting('app.org_id'::text, true), ''::text)" in qual
+        # the one exception: the NOLOGIN lookup role may read, and only read, accounts and
+        # the sync interval (ids for push and polling; see sql/030)
+        assert set(row["directory"]) <= {"r:ce_directory"}
+        if row["directory"]:
+            assert row["name"] in ("public.ce_email_accounts", "public.ce_module_settings")
 
 
 async def test_app_role_is_neither_superuser_nor_bypassrls_nor_owner(

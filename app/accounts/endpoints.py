@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import RedirectResponse
+
+from app.accounts import service
+from app.accounts.schemas import Account, AccountList, AccountPatch, AuthorizationUrl
+from app.auth.deps import CallerDep
+from app.context import ServiceContext
+from app.errors import Unauthorized
+
+ProviderPath = Literal["gmail", "outlook"]
+
+oauth_router = APIRouter(prefix="/v1/oauth", tags=["oauth"])
+accounts_router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
+
+
+def _ctx(request: Request) -> ServiceContext:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+@oauth_router.get(
+    "/{provider}/authorize",
+    summary="The provider's consent URL for connecting a mailbox",
+    responses={400: {"description": "return_to is not an allowed frontend origin"}},
+)
+async def authorize(
+    request: Request,
+    provider: ProviderPath,
+    caller: CallerDep,
+    return_to: Annotated[str, Query(max_length=2048, description="frontend URL to come back to")],
+    login_hint: Annotated[str | None, Query(max_length=320)] = None,
+) -> AuthorizationUrl:
+    url = await service.start_authorization(_ctx(request), caller, provider, return_to, login_hint)
+    return AuthorizationUrl(authorization_url=url)
+
+
+@oauth_router.get(
+    "/{provider}/callback",
+    summary="Where the provider sends the browser back; redirects to the frontend",
+    response_class=RedirectResponse,
+    status_code=302,
+    responses={
+        302: {"description": "to return_to with account_id, or with error"},
+        400: {"description": "invalid, used or expired state"},
+    },
+)
+async def callback(
+    request: Request,
+    provider: ProviderPath,
+    code: Annotated[str | None, Query(max_length=4096)] = None,
+    state: Annotated[str | None, Query(max_length=1024)] = None,
+    error: Annotated[str | None, Query(max_length=256)] = None,
+) -> RedirectResponse:
+    bearer_user = None
+    authorization = request.headers.get("authorization", "")
+    if authorization.lower().startswith("bearer "):
+        try:
+            claims = await request.app.state.token_verifier.verify(authorization[7:])
+            bearer_user = claims.user_id
+        except Unauthorized:
+            bearer_user = None
+    target = await service.complete_authorization(
+        _ctx(request),
+        provider,
+        code=code,
+        state=state,
+        error=error,
+        bearer_user_id=bearer_user,
+    )
+    return RedirectResponse(
+        target,
+        status_code=302,
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
+
+
+@accounts_router.get("", summary="Connected mailboxes visible to the caller")
+async def list_accounts(caller: CallerDep) -> AccountList:
+    return AccountList(items=await service.list_accounts(caller))
+
+
+@accounts_router.get(
+    "/{account_id}",
+    summary="One connected mailbox",
+    responses={404: {"description": "No such account"}},
+)
+async def get_account(account_id: UUID, caller: CallerDep) -> Account:
+    return await service.get_account(caller, account_id)
+
+
+@accounts_router.patch(
+    "/{account_id}",
+    summary="Change who sees the mailbox (owner or admin)",
+    responses={403: {"description": "Not owner or admin"}, 404: {"description": "No such account"}},
+)
+async def patch_account(account_id: UUID, patch: AccountPatch, caller: CallerDep) -> Account:
+    return await service.set_visibility(caller, account_id, patch.visibility)
+
+
+@accounts_router.delete(
+    "/{account_id}",
+    status_code=204,
+    summary="Disconnect: revoke, stop push, delete secrets; keep or purge the emails",
+    responses={403: {"description": "Not owner or admin"}, 404: {"description": "No such account"}},
+)
+async def delete_account(
+    request: Request,
+    account_id: UUID,
+    caller: CallerDep,
+    purge: Annotated[bool, Query(description="true: delete the account's emails too")],
+) -> Response:
+    await service.disconnect_account(_ctx(request), caller, account_id, purge=purge)
+    return Response(status_code=204)

@@ -1,0 +1,182 @@
+"""SQL of connected mailboxes and OAuth states (RLS scopes every statement to the org)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+ACCOUNT_COLUMNS = (
+    "id, org_id, owner_user_id, provider, email_address, display_name, status, status_reason, "
+    "visibility, last_synced_at, last_error, last_error_at, push_channel_id, push_expires_at, "
+    "push_resource, token_expires_at, sync_cursor, created_at, updated_at"
+)
+
+
+async def insert_state(
+    session: AsyncSession,
+    *,
+    org_id: UUID,
+    user_id: UUID,
+    provider: str,
+    code_verifier: str,
+    return_to: str,
+    expires_at: datetime,
+) -> UUID:
+    result = await session.execute(
+        text(
+            "INSERT INTO ce_oauth_states (org_id, user_id, provider, code_verifier, return_to, "
+            "expires_at) VALUES (:org_id, :user_id, :provider, :verifier, :return_to, "
+            ":expires_at) RETURNING id"
+        ),
+        {
+            "org_id": org_id,
+            "user_id": user_id,
+            "provider": provider,
+            "verifier": code_verifier,
+            "return_to": return_to,
+            "expires_at": expires_at,
+        },
+    )
+    return UUID(str(result.scalar_one()))
+
+
+async def consume_state(session: AsyncSession, state_id: UUID, provider: str) -> Any | None:
+    """Marks the state used and returns it, or None when unknown, used, expired or for
+    another provider. One UPDATE, so two callbacks racing with one state cannot both win."""
+    return (
+        await session.execute(
+            text(
+                "UPDATE ce_oauth_states SET used_at = now() "
+                "WHERE id = :id AND provider = :provider AND used_at IS NULL "
+                "AND expires_at > now() RETURNING user_id, code_verifier, return_to"
+            ),
+            {"id": state_id, "provider": provider},
+        )
+    ).first()
+
+
+async def delete_expired_states(session: AsyncSession) -> None:
+    await session.execute(
+        text("DELETE FROM ce_oauth_states WHERE expires_at < now() - interval '1 day'")
+    )
+
+
+async def membership_role(session: AsyncSession, user_id: UUID) -> str | None:
+    return (
+        await session.execute(
+            text("SELECT role FROM org_memberships WHERE user_id = :u"), {"u": user_id}
+        )
+    ).scalar_one_or_none()
+
+
+async def upsert_connected_account(
+    session: AsyncSession,
+    *,
+    org_id: UUID,
+    owner_user_id: UUID,
+    provider: str,
+    email_address: str,
+    display_name: str | None,
+    token_expires_at: datetime,
+    scopes: str | None,
+) -> tuple[UUID, bool]:
+    """Same mailbox → same account: re-connecting reactivates it. Returns (id, created)."""
+    row = (
+        await session.execute(
+            text(
+                "INSERT INTO ce_email_accounts (org_id, owner_user_id, provider, email_address, "
+                "display_name, status, token_expires_at, scopes) "
+                "VALUES (:org_id, :owner, :provider, :address, :display_name, 'active', "
+                ":expires_at, :scopes) "
+                "ON CONFLICT (org_id, provider, email_address) DO UPDATE SET "
+                "owner_user_id = EXCLUDED.owner_user_id, display_name = EXCLUDED.display_name, "
+                "status = 'active', status_reason = NULL, last_error = NULL, "
+                "last_error_at = NULL, token_expires_at = EXCLUDED.token_expires_at, "
+                "scopes = EXCLUDED.scopes, updated_at = now() "
+                "RETURNING id, (xmax = 0) AS created"
+            ),
+            {
+                "org_id": org_id,
+                "owner": owner_user_id,
+                "provider": provider,
+                "address": email_address,
+                "display_name": display_name,
+                "expires_at": token_expires_at,
+                "scopes": scopes,
+            },
+        )
+    ).one()
+    return UUID(str(row.id)), bool(row.created)
+
+
+async def set_secret_ids(
+    session: AsyncSession, account_id: UUID, access_id: UUID, refresh_id: UUID | None
+) -> None:
+    await session.execute(
+        text(
+            "UPDATE ce_email_accounts SET access_secret_id = :a, "
+            "refresh_secret_id = COALESCE(:r, refresh_secret_id), updated_at = now() "
+            "WHERE id = :id"
+        ),
+        {"a": access_id, "r": refresh_id, "id": account_id},
+    )
+
+
+async def get_account(session: AsyncSession, account_id: UUID, *, lock: bool = False) -> Any:
+    sql = f"SELECT {ACCOUNT_COLUMNS} FROM ce_email_accounts WHERE id = :id"
+    if lock:
+        sql += " FOR UPDATE"
+    return (await session.execute(text(sql), {"id": account_id})).mappings().first()
+
+
+async def list_accounts(session: AsyncSession) -> list[Any]:
+    rows = await session.execute(
+        text(f"SELECT {ACCOUNT_COLUMNS} FROM ce_email_accounts ORDER BY created_at, id")
+    )
+    return list(rows.mappings())
+
+
+async def set_visibility(session: AsyncSession, account_id: UUID, visibility: str) -> None:
+    await session.execute(
+        text("UPDATE ce_email_accounts SET visibility = :v, updated_at = now() WHERE id = :id"),
+        {"v": visibility, "id": account_id},
+    )
+
+
+async def set_token_expiry(session: AsyncSession, account_id: UUID, expires_at: datetime) -> None:
+    await session.execute(
+        text(
+            "UPDATE ce_email_accounts SET token_expires_at = :e, updated_at = now() WHERE id = :id"
+        ),
+        {"e": expires_at, "id": account_id},
+    )
+
+
+async def mark_reauth_required(session: AsyncSession, account_id: UUID, reason: str) -> None:
+    await session.execute(
+        text(
+            "UPDATE ce_email_accounts SET status = 'reauth_required', status_reason = :reason, "
+            "last_error = :reason, last_error_at = now(), updated_at = now() WHERE id = :id"
+        ),
+        {"reason": reason, "id": account_id},
+    )
+
+
+async def mark_disconnected(session: AsyncSession, account_id: UUID) -> None:
+    await session.execute(
+        text(
+            "UPDATE ce_email_accounts SET status = 'disconnected', status_reason = 'deleted', "
+            "push_channel_id = NULL, push_expires_at = NULL, push_resource = NULL, "
+            "access_secret_id = NULL, refresh_secret_id = NULL, sync_cursor = '{}'::jsonb, "
+            "updated_at = now() WHERE id = :id"
+        ),
+        {"id": account_id},
+    )
+
+
+async def delete_account(session: AsyncSession, account_id: UUID) -> None:
+    await session.execute(text("DELETE FROM ce_email_accounts WHERE id = :id"), {"id": account_id})

@@ -1,0 +1,252 @@
+"""Connecting mailboxes (OAuth code + PKCE) and managing connected accounts."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from app.accounts import repository
+from app.accounts.oauth_state import (
+    InvalidReturnTo,
+    InvalidState,
+    StateClaims,
+    sign_state,
+    validate_return_to,
+    verify_state,
+    with_query,
+)
+from app.accounts.schemas import Account
+from app.auth.deps import Caller
+from app.context import ServiceContext
+from app.db.rls import org_transaction
+from app.errors import BadRequest, Forbidden, NotFound
+from app.providers.base import PushChannel
+from app.providers.errors import ProviderError
+from app.providers.oauth import StaticTokenSource
+
+logger = logging.getLogger(__name__)
+
+# Provider `error=` values passed on to the frontend as they are; anything else is generic.
+KNOWN_PROVIDER_ERRORS = {
+    "access_denied",
+    "consent_required",
+    "interaction_required",
+    "login_required",
+    "invalid_scope",
+    "temporarily_unavailable",
+    "server_error",
+}
+
+
+class CallbackRefused(BadRequest):
+    """A callback we cannot trust enough to redirect anywhere (no valid state)."""
+
+    problem_type = "/problems/oauth-state"
+    title = "Invalid OAuth state"
+
+
+async def start_authorization(
+    ctx: ServiceContext,
+    caller: Caller,
+    provider: str,
+    return_to: str,
+    login_hint: str | None = None,
+) -> str:
+    settings = ctx.settings
+    try:
+        validate_return_to(return_to, settings.allowed_frontend_origins)
+    except InvalidReturnTo as exc:
+        raise BadRequest(str(exc), field="return_to") from None
+    verifier = secrets.token_urlsafe(64)
+    expires = datetime.now(UTC) + timedelta(seconds=settings.oauth_state_ttl_seconds)
+    state_id = await repository.insert_state(
+        caller.session,
+        org_id=caller.org_id,
+        user_id=caller.user_id,
+        provider=provider,
+        code_verifier=verifier,
+        return_to=return_to,
+        expires_at=expires,
+    )
+    state = sign_state(
+        settings.oauth_state_secret.get_secret_value(),
+        StateClaims(state_id, caller.org_id, int(expires.timestamp())),
+    )
+    return ctx.oauth_client(provider).authorization_url(state, verifier, login_hint)
+
+
+async def complete_authorization(
+    ctx: ServiceContext,
+    provider: str,
+    *,
+    code: str | None,
+    state: str | None,
+    error: str | None,
+    bearer_user_id: UUID | None = None,
+) -> str:
+    """Returns where to send the browser: return_to with account_id, or with error=."""
+    try:
+        claims = verify_state(ctx.settings.oauth_state_secret.get_secret_value(), state or "")
+    except InvalidState as exc:
+        logger.warning("oauth callback refused", extra={"kind": str(exc), "provider": provider})
+        raise CallbackRefused("The sign-in link is invalid or has expired; start again.") from None
+
+    # Consumed in its own transaction: whatever happens next, this state never works again.
+    async with org_transaction(ctx.engine, claims.org_id) as session:
+        row = await repository.consume_state(session, claims.state_id, provider)
+        role = await repository.membership_role(session, row.user_id) if row else None
+    if row is None:
+        logger.warning(
+            "oauth callback refused",
+            extra={"kind": "unknown, used or expired", "provider": provider},
+        )
+        raise CallbackRefused("The sign-in link was already used or has expired; start again.")
+    return_to = row.return_to
+
+    def fail(reason: str) -> str:
+        logger.info(
+            "oauth callback failed",
+            extra={"error_code": reason, "provider": provider, "org_id": str(claims.org_id)},
+        )
+        return with_query(return_to, error=reason, provider=provider)
+
+    if role is None:
+        return fail("not_a_member")
+    if bearer_user_id is not None and bearer_user_id != row.user_id:
+        return fail("wrong_user")
+    if error:
+        return fail(error if error in KNOWN_PROVIDER_ERRORS else "provider_error")
+    if not code:
+        return fail("missing_code")
+
+    oauth = ctx.oauth_client(provider)
+    try:
+        tokens = await oauth.exchange_code(code, row.code_verifier)
+    except ProviderError as exc:
+        logger.warning(
+            "oauth code exchange failed",
+            extra={"provider": provider, "error_type": type(exc).__name__},
+        )
+        return fail("exchange_failed")
+    if not tokens.refresh_token:
+        return fail("no_refresh_token")
+    try:
+        profile = await ctx.provider(provider, StaticTokenSource(tokens.access_token)).get_profile()
+    except ProviderError as exc:
+        logger.warning(
+            "mailbox profile failed", extra={"provider": provider, "error_type": type(exc).__name__}
+        )
+        return fail("profile_failed")
+
+    async with org_transaction(ctx.engine, claims.org_id, row.user_id) as session:
+        account_id, created = await repository.upsert_connected_account(
+            session,
+            org_id=claims.org_id,
+            owner_user_id=row.user_id,
+            provider=provider,
+            email_address=profile.email_address.strip().lower(),
+            display_name=profile.display_name,
+            token_expires_at=tokens.expires_at,
+            scopes=tokens.scope,
+        )
+        access_id = await ctx.vault.put(session, account_id, "access_token", tokens.access_token)
+        refresh_id = await ctx.vault.put(session, account_id, "refresh_token", tokens.refresh_token)
+        await repository.set_secret_ids(session, account_id, access_id, refresh_id)
+        await after_connect(ctx, session, claims.org_id, account_id)
+    logger.info(
+        "mailbox connected",
+        extra={
+            "account_id": str(account_id),
+            "provider": provider,
+            "org_id": str(claims.org_id),
+            "status": "created" if created else "reconnected",
+        },
+    )
+    return with_query(return_to, account_id=str(account_id), provider=provider)
+
+
+async def after_connect(ctx: ServiceContext, session: Any, org_id: UUID, account_id: UUID) -> None:
+    """Hook for what follows a connect in the same transaction (the first sync is queued
+    here once the sync engine exists)."""
+    for hook in ctx.connect_hooks:
+        await hook(session, org_id, account_id)
+
+
+def _visible(caller: Caller, row: Any) -> bool:
+    return caller.is_admin or row["visibility"] == "org" or row["owner_user_id"] == caller.user_id
+
+
+async def list_accounts(caller: Caller) -> list[Account]:
+    rows = await repository.list_accounts(caller.session)
+    return [Account.from_row(r) for r in rows if _visible(caller, r)]
+
+
+async def _visible_account(caller: Caller, account_id: UUID, lock: bool = False) -> Any:
+    row = await repository.get_account(caller.session, account_id, lock=lock)
+    if row is None or not _visible(caller, row):
+        raise NotFound("No such account")
+    return row
+
+
+async def get_account(caller: Caller, account_id: UUID) -> Account:
+    return Account.from_row(await _visible_account(caller, account_id))
+
+
+def _require_owner_or_admin(caller: Caller, row: Any) -> None:
+    if not (caller.is_admin or row["owner_user_id"] == caller.user_id):
+        raise Forbidden("Only the account's owner or an org admin may do this")
+
+
+async def set_visibility(caller: Caller, account_id: UUID, visibility: str) -> Account:
+    row = await _visible_account(caller, account_id, lock=True)
+    _require_owner_or_admin(caller, row)
+    await repository.set_visibility(caller.session, account_id, visibility)
+    return Account.from_row(await repository.get_account(caller.session, account_id))
+
+
+async def disconnect_account(
+    ctx: ServiceContext, caller: Caller, account_id: UUID, *, purge: bool
+) -> None:
+    """Revoke at the provider, stop push, delete the secrets; then keep the account and its
+    emails (status disconnected) or purge both. Provider failures do not stop a disconnect:
+    our copy of the tokens is deleted either way."""
+    row = await _visible_account(caller, account_id, lock=True)
+    _require_owner_or_admin(caller, row)
+    provider_name = row["provider"]
+    refresh_token = await ctx.vault.get(caller.session, account_id, "refresh_token")
+    access_token = await ctx.vault.get(caller.session, account_id, "access_token")
+    if access_token and row["push_channel_id"]:
+        try:
+            provider = ctx.provider(provider_name, StaticTokenSource(access_token))
+            await provider.stop(
+                PushChannel(
+                    channel_id=row["push_channel_id"],
+                    expires_at=row["push_expires_at"] or datetime.now(UTC),
+                    resource_cursor=row["push_resource"],
+                )
+            )
+        except ProviderError as exc:
+            logger.warning(
+                "push stop failed on disconnect",
+                extra={"account_id": str(account_id), "error_type": type(exc).__name__},
+            )
+    if refresh_token:
+        try:
+            await ctx.oauth_client(provider_name).revoke(refresh_token)
+        except ProviderError as exc:
+            logger.warning(
+                "revoke failed on disconnect",
+                extra={"account_id": str(account_id), "error_type": type(exc).__name__},
+            )
+    await ctx.vault.delete_all(caller.session, account_id)
+    if purge:
+        await repository.delete_account(caller.session, account_id)
+    else:
+        await repository.mark_disconnected(caller.session, account_id)
+    logger.info(
+        "mailbox disconnected",
+        extra={"account_id": str(account_id), "status": "purged" if purge else "kept"},
+    )

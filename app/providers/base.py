@@ -1,0 +1,220 @@
+"""The provider protocol and the neutral types domain code sees.
+
+Only `providers/gmail` and `providers/graph` know the wire formats; the sync engine, the send
+service and the OAuth callback use these types and the typed errors in `errors.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal, Protocol, runtime_checkable
+
+ProviderName = Literal["gmail", "outlook"]
+Folder = Literal["inbox", "sent"]
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    """An OAuth token pair. Its repr never shows the tokens."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
+    expires_at: datetime
+    scope: str | None = None
+
+    def __repr__(self) -> str:
+        has_refresh = self.refresh_token is not None
+        return (
+            f"TokenSet(expires_at={self.expires_at.isoformat()}, scope={self.scope!r}, "
+            f"has_refresh_token={has_refresh})"
+        )
+
+    __str__ = __repr__
+
+    def expires_within(self, seconds: float, *, now: datetime | None = None) -> bool:
+        now = now or datetime.now(UTC)
+        return self.expires_at - now <= timedelta(seconds=seconds)
+
+
+@runtime_checkable
+class TokenSource(Protocol):
+    """Where a driver gets its access token.
+
+    The driver calls `access_token()` before each request. On a 401 it calls `refresh()`
+    once (which must force a refresh and return the new access token) and retries the
+    request once; a second 401 becomes `AuthRevoked`. Implementations should coalesce
+    concurrent refreshes (several requests may see the same 401).
+    """
+
+    async def access_token(self) -> str: ...
+
+    async def refresh(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class MailboxProfile:
+    email_address: str
+    display_name: str | None
+    cursor_hint: str | None
+    """Gmail: the mailbox historyId now (a starting cursor). Graph: None (delta per folder)."""
+
+
+@dataclass(frozen=True)
+class MessageRef:
+    """A message seen in a listing. The optional hints let `get_messages` fill in what the
+    raw MIME alone cannot tell (Graph `$value` carries no folder or received time)."""
+
+    id: str
+    thread_id: str | None
+    folder: Folder | None = None
+    received_at: datetime | None = None
+
+
+def index_refs(
+    ids: Sequence[str | MessageRef],
+) -> tuple[list[str], dict[str, MessageRef | None]]:
+    """The ids in the order asked, and each distinct id's ref (None when given as a str)."""
+    refs: dict[str, MessageRef | None] = {}
+    order: list[str] = []
+    for item in ids:
+        if isinstance(item, MessageRef):
+            refs[item.id] = item
+            order.append(item.id)
+        else:
+            refs.setdefault(item, None)
+            order.append(item)
+    return order, refs
+
+
+@dataclass(frozen=True)
+class ChangePage:
+    """One page of a listing.
+
+    `next_page_token` is passed back as `page_token` to get the next page; `new_cursor` is set
+    on the last page only (Gmail: a historyId for `history.list`; Graph: the folder's
+    deltaLink). Items may repeat across pages and rounds: consumers upsert by id.
+    """
+
+    added: list[MessageRef]
+    deleted: list[str]
+    next_page_token: str | None
+    new_cursor: str | None
+
+
+@dataclass(frozen=True)
+class RemoteMessage:
+    id: str
+    thread_id: str | None
+    internet_message_id: str | None
+    folder: Folder
+    received_at: datetime
+    raw: bytes = field(repr=False)
+    """The RFC 822 bytes as the provider stores them (Gmail format=raw, Graph `$value`)."""
+    size: int
+    label_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    mime: bytes = field(repr=False)
+    """A complete RFC 822 message (To/Cc/Bcc headers decide the recipients)."""
+    thread_id: str | None = None
+    reply_to_provider_id: str | None = None
+    size: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.size:
+            object.__setattr__(self, "size", len(self.mime))
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    provider_message_id: str
+    thread_id: str | None
+    internet_message_id: str | None
+
+
+@dataclass(frozen=True)
+class PushChannel:
+    """A push registration: Graph subscription id, or the Pub/Sub topic for a Gmail watch."""
+
+    channel_id: str
+    expires_at: datetime
+    resource_cursor: str | None = None
+    """Gmail: the historyId returned by `watch`. Graph: None."""
+
+
+class MailProvider(Protocol):
+    """One connected mailbox at one provider. Every method may raise the errors in
+    `app.providers.errors`; nothing else escapes a driver."""
+
+    @property
+    def name(self) -> ProviderName: ...
+
+    async def get_profile(self) -> MailboxProfile: ...
+
+    async def list_messages(
+        self, folder: Folder, since: datetime, page_token: str | None = None
+    ) -> ChangePage:
+        """Windowed listing of a folder (initial sync, or the fallback after CursorExpired).
+
+        Gmail: the cursor is mailbox-wide; the `new_cursor` of the first folder listed is the
+        one to keep. Graph: `new_cursor` is that folder's deltaLink.
+        """
+        ...
+
+    async def list_changes(
+        self, cursor: str, page_token: str | None = None, folder: Folder | None = None
+    ) -> ChangePage:
+        """Changes since `cursor` (Gmail historyId, mailbox-wide; Graph deltaLink of
+        `folder`). Raises CursorExpired when the provider no longer knows the cursor."""
+        ...
+
+    async def get_messages(
+        self, ids: Sequence[str | MessageRef], folder: Folder | None = None
+    ) -> list[RemoteMessage | None]:
+        """Raw messages, in the order asked; None for one that no longer exists.
+        Exactly one provider fetch per message (plus retries of throttled ones)."""
+        ...
+
+    async def get_attachment(self, message_id: str, attachment_id: str) -> bytes: ...
+
+    async def send(self, message: OutgoingMessage) -> SentMessage: ...
+
+    async def watch(self, callback_url: str, client_state: str) -> PushChannel: ...
+
+    async def renew(self, channel: PushChannel) -> PushChannel: ...
+
+    async def stop(self, channel: PushChannel) -> None: ...
+
+    async def revoke(self, refresh_token: str) -> None: ...
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if the driver created it (an injected one is left open)."""
+        ...
+
+
+class OAuthClient(Protocol):
+    """Authorization-code + PKCE (S256) client for one provider."""
+
+    @property
+    def name(self) -> ProviderName: ...
+
+    redirect_uri: str
+
+    def authorization_url(
+        self, state: str, code_verifier: str, login_hint: str | None = None
+    ) -> str: ...
+
+    async def exchange_code(self, code: str, code_verifier: str) -> TokenSet: ...
+
+    async def refresh(self, refresh_token: str) -> TokenSet:
+        """Raises AuthRevoked on invalid_grant. Google keeps the old refresh token (it omits
+        one on refresh); Microsoft rotates it: persist the returned TokenSet atomically."""
+        ...
+
+    async def revoke(self, token: str) -> None: ...
+
+    async def aclose(self) -> None: ...

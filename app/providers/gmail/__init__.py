@@ -1,0 +1,5 @@
+"""Gmail API driver."""
+
+from app.providers.gmail.driver import GmailProvider
+
+__all__ = ["GmailProvider"]

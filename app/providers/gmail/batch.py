@@ -1,0 +1,114 @@
+"""Gmail batch requests: multipart/mixed of `application/http` parts, answered in kind.
+
+Headers of the outer request (Authorization) apply to every inner call, so the parts carry
+only the request line. Each inner answer has its own status: the driver retries only the
+parts that failed with 429/5xx.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.message import Message
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BatchPart:
+    content_id: str
+    status: int
+    headers: dict[str, str] = field(repr=False)
+    body: bytes = field(repr=False)
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body or b"null")
+        except ValueError:
+            return None
+
+
+def new_boundary() -> str:
+    return f"batch_{secrets.token_hex(12)}"
+
+
+def build_batch_body(requests: Sequence[tuple[str, str]], boundary: str) -> bytes:
+    """`requests` are (content_id, "GET /path?query") pairs."""
+    chunks: list[str] = []
+    for content_id, request_line in requests:
+        chunks.append(
+            f"--{boundary}\r\n"
+            "Content-Type: application/http\r\n"
+            f"Content-ID: <{content_id}>\r\n"
+            "\r\n"
+            f"{request_line} HTTP/1.1\r\n"
+            "\r\n"
+        )
+    chunks.append(f"--{boundary}--\r\n")
+    return "".join(chunks).encode("ascii")
+
+
+def boundary_of(content_type: str) -> str | None:
+    message = Message()
+    message["Content-Type"] = content_type
+    boundary = message.get_param("boundary")
+    return boundary if isinstance(boundary, str) else None
+
+
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+
+
+def _split_head(block: bytes) -> tuple[bytes, bytes]:
+    match = _BLANK_LINE.search(block)
+    if match is None:
+        return block, b""
+    return block[: match.start()], block[match.end() :]
+
+
+def _parse_headers(head: bytes) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for line in head.splitlines():
+        name, sep, value = line.partition(b":")
+        if sep:
+            headers[name.strip().decode("latin-1").lower()] = value.strip().decode("latin-1")
+    return headers
+
+
+def strip_content_id(value: str) -> str:
+    value = value.strip().strip("<>").strip()
+    return value.removeprefix("response-")
+
+
+def parse_batch_response(content_type: str, body: bytes) -> list[BatchPart]:
+    """The inner responses, in the order received. Raises ValueError when unparseable."""
+    boundary = boundary_of(content_type)
+    if not boundary:
+        raise ValueError("batch response without a boundary")
+    delimiter = re.compile(rb"(?:^|\r?\n)--" + re.escape(boundary.encode("latin-1")))
+    segments = delimiter.split(body)
+    parts: list[BatchPart] = []
+    for segment in segments[1:]:
+        if segment.startswith(b"--"):
+            break  # the close delimiter
+        # Drop the rest of the delimiter line (transport padding) and its line break.
+        _, _, segment = segment.partition(b"\n")
+        part_head, http_message = _split_head(segment)
+        part_headers = _parse_headers(part_head)
+        status_and_headers, inner_body = _split_head(http_message)
+        lines = status_and_headers.splitlines()
+        if not lines:
+            raise ValueError("batch part without a status line")
+        status_fields = lines[0].split()
+        if len(status_fields) < 2 or not status_fields[1].isdigit():
+            raise ValueError("batch part with a malformed status line")
+        parts.append(
+            BatchPart(
+                content_id=strip_content_id(part_headers.get("content-id", "")),
+                status=int(status_fields[1]),
+                headers=_parse_headers(b"\n".join(lines[1:])),
+                body=inner_body.rstrip(b"\r\n"),
+            )
+        )
+    return parts
