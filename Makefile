@@ -22,10 +22,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	CE_SANDBOX=$(CE_SANDBOX) $(BIN)/ce-email serve --migrate --host $(HOST) --port $(PORT)
+	CE_SANDBOX=$(CE_SANDBOX) $(BIN)/ce-email serve --migrate --with-worker --host $(HOST) --port $(PORT)
 
 lint: install
-	$(BIN)/ruff check app tests migrations
+	$(BIN)/ruff check app tests migrations bench
 
 test: install lint
 	$(BIN)/pytest -q

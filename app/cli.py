@@ -57,6 +57,9 @@ def serve(
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
     migrate_first: Annotated[bool, typer.Option("--migrate/--no-migrate")] = False,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+    with_worker: Annotated[
+        bool, typer.Option("--with-worker", help="also run the job worker in this process")
+    ] = False,
 ) -> None:
     """Serve the HTTP API."""
     import os
@@ -71,6 +74,9 @@ def serve(
         run_migrations(settings)
     # The resolved URL (the embedded server's when none was given) for the factory's process.
     os.environ["DATABASE_URL"] = str(settings.database_url)
+    if with_worker:
+        os.environ["RUN_WORKER_IN_PROCESS"] = "1"
+    get_settings.cache_clear()  # the app factory reads the environment set above
     configure_logging(settings.log_level)
     uvicorn.run(
         "app.main:create_app",
@@ -81,6 +87,33 @@ def serve(
         access_log=False,  # paths carry tokens; app.http logs route templates instead
         log_config=None,
     )
+
+
+@cli.command()
+def worker(
+    concurrency: Annotated[int | None, typer.Option(help="jobs at once")] = None,
+) -> None:
+    """Run background jobs (syncs, push renewal, polling, sends) until stopped."""
+    from app.db.engine import create_database
+    from app.jobs.worker import run_worker
+    from app.logs import configure_logging
+
+    settings = _settings()
+    check_production_safety(settings)
+    configure_logging(settings.log_level)
+
+    async def main() -> None:
+        from app.context import ServiceContext
+
+        db = create_database(settings)
+        ctx = ServiceContext.build(settings, db.engine)
+        try:
+            await run_worker(settings, ctx, concurrency=concurrency)
+        finally:
+            await ctx.aclose()
+            await db.dispose()
+
+    asyncio.run(main())
 
 
 @cli.command()

@@ -85,6 +85,8 @@ class Settings(BaseSettings):
 
     # Jobs and tracking
     worker_concurrency: int = 4
+    run_worker_in_process: bool = False
+    """Run the job worker inside the API process (`ce-email serve --with-worker`)."""
     redis_url: str | None = None
     tracking_rate_limit: str = "60/minute"
     tracking_token_rate_limit: str = "30/minute"
@@ -107,9 +109,10 @@ class Settings(BaseSettings):
     def sandbox_base(self) -> str:
         return f"{self.public_base_url}/_sandbox"
 
-    def with_sandbox_urls(self) -> Settings:
-        """Point every provider URL at the in-process sandbox (CE_SANDBOX=1)."""
-        base = self.sandbox_base()
+    def with_sandbox_urls(self, base: str | None = None) -> Settings:
+        """Point every provider URL at the sandbox: in-process (CE_SANDBOX=1) by default,
+        or at `base` (e.g. a standalone `ce-email sandbox` at http://127.0.0.1:8025/_sandbox)."""
+        base = (base or self.sandbox_base()).rstrip("/")
         return self.model_copy(
             update={
                 "gmail_auth_url": f"{base}/gmail/oauth/authorize",

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
+from uuid import UUID
 
 import httpx
 from fastapi import FastAPI, Request, Response
@@ -20,9 +24,17 @@ from app.db.urls import ensure_database_url
 from app.errors import install_error_handlers
 from app.health.endpoints import router as health_router
 from app.logs import request_id_var
+from app.messages.endpoints import register as register_email_routes
 from app.settings.endpoints import router as settings_router
+from app.sync.endpoints import sync_router, webhooks_router
 
 logger = logging.getLogger("app.http")
+
+
+async def _queue_first_sync(session: Any, org_id: UUID, account_id: UUID) -> None:
+    from app.sync.service import enqueue_sync
+
+    await enqueue_sync(session, org_id, account_id, reason="connect", priority=10)
 
 
 def create_app(
@@ -36,13 +48,26 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.db = create_database(settings)
-        app.state.ctx = ServiceContext.build(
+        ctx = ServiceContext.build(
             settings, app.state.db.engine, transport=app.state.http_transport
         )
+        app.state.ctx = ctx
+        ctx.connect_hooks.append(_queue_first_sync)
+        worker = None
+        if settings.run_worker_in_process:
+            from app.jobs.worker import run_worker
+
+            worker = asyncio.create_task(
+                run_worker(settings, ctx, install_signal_handlers=False), name="job-worker"
+            )
         try:
             yield
         finally:
-            await app.state.ctx.aclose()
+            if worker is not None:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await worker
+            await ctx.aclose()
             await app.state.db.dispose()
 
     app = FastAPI(
@@ -88,6 +113,9 @@ def create_app(
     app.include_router(settings_router)
     app.include_router(oauth_router)
     app.include_router(accounts_router)
+    app.include_router(sync_router)
+    app.include_router(webhooks_router)
+    register_email_routes(app)
 
     if settings.ce_sandbox:
         from app.sandbox import SandboxState, create_sandbox_app

@@ -1,3 +1,8 @@
+DROP FUNCTION IF EXISTS ce_stale_syncs(timestamptz, integer);
+ALTER TABLE ce_email_accounts DROP COLUMN IF EXISTS sync_state, DROP COLUMN IF EXISTS sync_phase,
+    DROP COLUMN IF EXISTS sync_processed, DROP COLUMN IF EXISTS sync_estimate,
+    DROP COLUMN IF EXISTS sync_started_at, DROP COLUMN IF EXISTS sync_finished_at,
+    DROP COLUMN IF EXISTS sync_heartbeat_at;
 DROP FUNCTION IF EXISTS ce_find_accounts_by_address(text, text),
     ce_find_account_by_push_channel(text, text), ce_accounts_due_for_sync(integer),
     ce_accounts_push_expiring(timestamptz, integer);

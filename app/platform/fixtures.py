@@ -41,6 +41,29 @@ def normalize_fixture_domain(value: str) -> str:
     return domain
 
 
+async def _link_existing(
+    settings: Settings, org_id: uuid.UUID, kind: str, entity_id: uuid.UUID
+) -> None:
+    """A contact or partner created later is linked to the mail already synced (as the
+    CE-01/CE-02 change events do in production), through RLS as ce_app."""
+    from app.db.engine import create_database
+    from app.db.rls import org_transaction
+    from app.matching.service import (
+        link_existing_emails_for_contact,
+        link_existing_emails_for_partner,
+    )
+
+    db = create_database(settings)
+    try:
+        async with org_transaction(db.engine, org_id) as session:
+            if kind == "contact":
+                await link_existing_emails_for_contact(session, entity_id)
+            else:
+                await link_existing_emails_for_partner(session, entity_id)
+    finally:
+        await db.dispose()
+
+
 async def seed_org(engine: AsyncEngine, settings: Settings, name: str) -> dict[str, Any]:
     _refuse_in_production(settings)
     org_id = uuid.uuid4()
@@ -96,6 +119,7 @@ async def add_contact(
                 ),
                 {"org_id": org_id, "contact_id": contact_id, "email": address},
             )
+    await _link_existing(settings, org_id, "contact", contact_id)
     return {"contact_id": str(contact_id)}
 
 
@@ -122,6 +146,7 @@ async def add_partner(
                 ),
                 {"org_id": org_id, "partner_id": partner_id, "domain": domain},
             )
+    await _link_existing(settings, org_id, "partner", partner_id)
     return {"partner_id": str(partner_id)}
 
 

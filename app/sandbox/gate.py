@@ -12,7 +12,6 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from fastapi import Request
 
@@ -23,7 +22,15 @@ from app.sandbox.errors import (
     graph_error,
     graph_unauthenticated,
 )
-from app.sandbox.state import Fault, Mailbox, Provider, ProviderState, SandboxState, Token
+from app.sandbox.state import (
+    Fault,
+    Mailbox,
+    Provider,
+    ProviderState,
+    SandboxState,
+    Token,
+    graph_user_id,
+)
 
 GRAPH_USER_SCOPE_KEY = "sandbox_graph_user"
 """Set by the path normaliser when a Graph call used `/users/{id}` instead of `/me`."""
@@ -135,12 +142,6 @@ def _check_user(provider: Provider, box: Mailbox, user_id: str | None, request: 
         )
 
 
-def graph_user_id(address: str) -> str:
-    import uuid
-
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox-user:{address}"))
-
-
 def _check_concurrency(state: SandboxState, call: ApiCall) -> None:
     stats = call.mailbox.stats
     if call.provider == "outlook":
@@ -233,7 +234,3 @@ def _charge_quota(state: SandboxState, box: Mailbox, units: int) -> None:
 def query_list(request: Request, name: str) -> list[str]:
     """A repeated query parameter (`labelIds=A&labelIds=B`), ignoring empties."""
     return [v for v in request.query_params.getlist(name) if v]
-
-
-def query_params(request: Request) -> dict[str, Any]:
-    return dict(request.query_params)

@@ -77,11 +77,11 @@ def _headers(part: Any) -> list[dict[str, str]]:
     return [{"name": k, "value": mime.raw_header_value(v)} for k, v in part.raw_items()]
 
 
-def _payload(message_id: str, parsed: Any) -> dict[str, Any]:
+def _payload(message_id: str, parsed: mime.Parsed) -> dict[str, Any]:
     """The MessagePart tree (format=full)."""
     nodes: dict[str, dict[str, Any]] = {}
     root: dict[str, Any] = {}
-    for part in mime.walk(parsed):
+    for part in parsed.parts:
         node: dict[str, Any] = {
             "partId": part.part_id,
             "mimeType": part.mime_type,
@@ -109,8 +109,8 @@ def _payload(message_id: str, parsed: Any) -> dict[str, Any]:
     return root
 
 
-def _snippet(parsed: Any) -> str:
-    text = mime.preview(parsed, _SNIPPET_LENGTH)
+def _snippet(parsed: mime.Parsed) -> str:
+    text = parsed.preview(_SNIPPET_LENGTH)
     return (
         text.replace("&", "&amp;")
         .replace("<", "&lt;")
@@ -140,12 +140,12 @@ def message_resource(
         resource["raw"] = mime.b64url(message.raw)
     elif fmt == "metadata":
         wanted = {h.lower() for h in metadata_headers or []}
-        headers = _headers(parsed)
+        headers = _headers(parsed.msg)
         if wanted:
             headers = [h for h in headers if h["name"].lower() in wanted]
         resource["payload"] = {
             "partId": "",
-            "mimeType": parsed.get_content_type(),
+            "mimeType": parsed.msg.get_content_type(),
             "filename": "",
             "headers": headers,
             "body": {"size": 0},
@@ -371,7 +371,7 @@ async def get_attachment(
     if message is None:
         raise google_not_found()
     part_id = _part_of_attachment_id(message_id, attachment_id)
-    part = mime.find_part(call.pstate.parsed(message), part_id) if part_id is not None else None
+    part = call.pstate.parsed(message).find(part_id) if part_id is not None else None
     if part is None or part.is_container:
         raise google_bad_request("Invalid attachment token")
     data = part.content()
@@ -460,8 +460,6 @@ def _send(call: ApiCall, raw: bytes, thread_id: str | None) -> Response:
     if thread_id is not None and not any(m.thread_id == thread_id for m in box.messages.values()):
         raise google_not_found()
     raw = mime.ensure_message_id_and_date(raw, domain="mail.gmail.com", now=datetime.now(UTC))
-    if thread_id is None:
-        thread_id = state.thread_for(box, mime.parse_headers(raw))
     message = state.record_sent("gmail", box, raw, thread_id=thread_id)
     assert message is not None
     return _json({"id": message.id, "threadId": message.thread_id, "labelIds": ["SENT"]})
@@ -553,7 +551,7 @@ def _require_message_media(content_type: str) -> None:
 
 
 @router.put(UPLOAD)
-async def resumable_chunk(request: Request, userId: str) -> Response:
+async def resumable_chunk(request: Request) -> Response:
     """A chunk of a resumable upload (the upload id in the URL is the credential)."""
     uploads = get_state(request).gmail.resumable_uploads
     upload = uploads.get(request.query_params.get("upload_id", ""))

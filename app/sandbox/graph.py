@@ -29,10 +29,17 @@ from app.sandbox.errors import (
     graph_not_found,
     graph_unauthenticated,
 )
-from app.sandbox.gate import ApiCall, bearer, get_state, graph_api, graph_user_id
+from app.sandbox.gate import ApiCall, bearer, get_state, graph_api
 from app.sandbox.oauth import display_name
 from app.sandbox.push import validate_endpoint
-from app.sandbox.state import Folder, Mailbox, StoredMessage, Subscription, UploadSession
+from app.sandbox.state import (
+    Folder,
+    Mailbox,
+    StoredMessage,
+    Subscription,
+    UploadSession,
+    graph_user_id,
+)
 
 router = APIRouter()
 
@@ -204,16 +211,9 @@ async def delta(request: Request, folder: str, call: ApiCall = Depends(graph_api
         if call.take_fault("expire_cursor"):
             box.expire_cursors()
             raise wire.sync_state_not_found(link + "?$deltatoken=")
-        token = wire.decode_token(skiptoken or deltatoken or "")
-        if (
-            token is None
-            or token.get("g") != box.generation
-            or token.get("f") != target
-            or int(token.get("s", -1)) < box.log_floor
-        ):
+        token = _usable_token(box, target, skiptoken, deltatoken)
+        if token is None:
             raise wire.sync_state_not_found(link + "?$deltatoken=")
-        if deltatoken:  # a new round: everything that changed since the token
-            token = {**token, "m": "inc", "u": box.seq, "p": token["s"]}
     else:
         low, _ = wire.parse_received_filter(params.get("$filter"))
         top = params.get("$top")
@@ -268,6 +268,32 @@ async def delta(request: Request, folder: str, call: ApiCall = Depends(graph_api
     body["value"] = value
     _delete_one_listed(call, [i for k, i in items if k == "item"])
     return _json(body, headers=prefer.applied())
+
+
+def _usable_token(
+    box: Mailbox, folder: Folder, skiptoken: str | None, deltatoken: str | None
+) -> dict[str, Any] | None:
+    """Decode a `$skiptoken` / `$deltatoken`; None when unknown, foreign or expired.
+
+    Token fields: g mailbox generation, f folder, m mode (init: the first round, newest
+    first; inc: changes in (s, u]), s snapshot / start sequence, u end sequence, p position
+    of the last item served, sel `$select`, lo received-time lower bound, ps `$top`.
+    """
+    token = wire.decode_token(skiptoken or deltatoken or "")
+    try:
+        if token is None or token["g"] != box.generation or token["f"] != folder:
+            return None
+        if int(token["s"]) < box.log_floor:
+            return None
+        if deltatoken:  # a new round: everything that changed since the token
+            return {**token, "m": "inc", "u": box.seq, "p": int(token["s"])}
+        if token["m"] == "inc":
+            int(token["u"]), int(token["p"])
+        elif token["m"] != "init":
+            return None
+    except (KeyError, TypeError, ValueError):
+        return None
+    return token
 
 
 def _initial_page(
@@ -619,7 +645,7 @@ async def create_reply(
 ) -> Response:
     original = _message(call, message_id)
     body = await _body_json(request, call)
-    parsed = call.pstate.parsed(original)
+    parsed = call.pstate.headers(original)
     subject = mime.decode_words(parsed.get("Subject", ""))
     reply_to = mime.addresses(parsed, "Reply-To") or mime.addresses(parsed, "From")
     earlier = mime.raw_header_value(parsed.get("References", ""))

@@ -20,9 +20,8 @@ from fastapi import Request
 
 from app.sandbox import mime
 from app.sandbox.errors import graph_bad_request, graph_error, graph_not_found
-from app.sandbox.gate import graph_user_id
 from app.sandbox.oauth import display_name
-from app.sandbox.state import Folder, Mailbox, ProviderState, StoredMessage
+from app.sandbox.state import Folder, Mailbox, ProviderState, StoredMessage, graph_user_id
 
 WELL_KNOWN_FOLDERS: dict[str, Folder] = {"inbox": "inbox", "sentitems": "sent", "drafts": "drafts"}
 FOLDER_NAMES: dict[Folder, str] = {"inbox": "Inbox", "sent": "Sent Items", "drafts": "Drafts"}
@@ -64,6 +63,7 @@ MESSAGE_PROPERTIES = (
 )
 _NOT_DEFAULT = {"uniqueBody", "internetMessageHeaders"}
 _CANONICAL = {p.lower(): p for p in MESSAGE_PROPERTIES}
+_BODY_PROPERTIES = frozenset({"body", "uniqueBody", "bodyPreview", "hasAttachments"})
 
 
 def iso(ms: int) -> str:
@@ -277,7 +277,7 @@ def attachment_json(
 
 
 def attachments_of(pstate: ProviderState, message: StoredMessage) -> list[mime.Part]:
-    return mime.attachments(pstate.parsed(message))
+    return pstate.parsed(message).attachments
 
 
 def find_attachment(pstate: ProviderState, message: StoredMessage, att_id: str) -> mime.Part | None:
@@ -296,13 +296,22 @@ def render_message(
     body_type: str = "html",
     expand_attachments: bool = False,
 ) -> dict[str, Any]:
-    parsed = pstate.parsed(message)
-    cache: dict[str, Any] = {}
+    names = select or [p for p in MESSAGE_PROPERTIES if p not in _NOT_DEFAULT]
+    needs_body = expand_attachments or not _BODY_PROPERTIES.isdisjoint(names)
+    head_cache: list[Any] = []
+
+    def head() -> Any:
+        """Header fields need no body parse (cheap for `$select`ed listings)."""
+        if not head_cache:
+            full = needs_body or pstate.is_parsed(message)
+            head_cache.append(pstate.parsed(message).msg if full else pstate.headers(message))
+        return head_cache[0]
 
     def bodies() -> mime.Bodies:
-        if "bodies" not in cache:
-            cache["bodies"] = mime.bodies(parsed)
-        return cache["bodies"]
+        return pstate.parsed(message).bodies()
+
+    def attachments() -> list[mime.Part]:
+        return pstate.parsed(message).attachments
 
     def body() -> dict[str, str]:
         found = bodies()
@@ -311,17 +320,17 @@ def render_message(
         return {"contentType": "html", "content": found.as_html()}
 
     def sent() -> str:
-        date = mime.date_of(parsed)
+        date = mime.date_of(head())
         if message.sent_ms is not None:
             return iso(message.sent_ms)
         return date.strftime("%Y-%m-%dT%H:%M:%SZ") if date else iso(message.received_ms)
 
     def sender() -> dict[str, Any] | None:
-        found = mime.addresses(parsed, "Sender") or mime.addresses(parsed, "From")
+        found = mime.addresses(head(), "Sender") or mime.addresses(head(), "From")
         return _recipient(*found[0]) if found else None
 
     def from_() -> dict[str, Any] | None:
-        found = mime.addresses(parsed, "From")
+        found = mime.addresses(head(), "From")
         return _recipient(*found[0]) if found else None
 
     is_draft = message.folder == "drafts" and message.draft is not None
@@ -333,9 +342,9 @@ def render_message(
         "categories": list,
         "receivedDateTime": lambda: iso(message.received_ms),
         "sentDateTime": lambda: None if is_draft else sent(),
-        "hasAttachments": lambda: any(p.disposition != "inline" for p in mime.attachments(parsed)),
+        "hasAttachments": lambda: any(p.disposition != "inline" for p in attachments()),
         "internetMessageId": lambda: message.message_id_header,
-        "subject": lambda: mime.decode_words(parsed.get("Subject", "")),
+        "subject": lambda: mime.decode_words(head().get("Subject", "")),
         "bodyPreview": lambda: " ".join(bodies().as_text().split())[:PREVIEW_LENGTH],
         "importance": lambda: "normal",
         "parentFolderId": lambda: folder_id(box, message.folder),
@@ -354,21 +363,20 @@ def render_message(
         "uniqueBody": body,
         "sender": sender,
         "from": from_,
-        "toRecipients": lambda: _recipients(parsed, "To"),
-        "ccRecipients": lambda: _recipients(parsed, "Cc"),
-        "bccRecipients": lambda: _recipients(parsed, "Bcc"),
-        "replyTo": lambda: _recipients(parsed, "Reply-To"),
+        "toRecipients": lambda: _recipients(head(), "To"),
+        "ccRecipients": lambda: _recipients(head(), "Cc"),
+        "bccRecipients": lambda: _recipients(head(), "Bcc"),
+        "replyTo": lambda: _recipients(head(), "Reply-To"),
         "flag": lambda: {"flagStatus": "notFlagged"},
         "internetMessageHeaders": lambda: [
-            {"name": k, "value": mime.raw_header_value(v)} for k, v in parsed.raw_items()
+            {"name": k, "value": mime.raw_header_value(v)} for k, v in head().raw_items()
         ],
     }
-    names = select or [p for p in MESSAGE_PROPERTIES if p not in _NOT_DEFAULT]
     rendered: dict[str, Any] = {"@odata.etag": f'W/"{change_key(message)}"', "id": message.id}
     for name in names:
         rendered[name] = properties[name]()
     if expand_attachments:
-        rendered["attachments"] = [attachment_json(message, p) for p in mime.attachments(parsed)]
+        rendered["attachments"] = [attachment_json(message, p) for p in attachments()]
     return rendered
 
 

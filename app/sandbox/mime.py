@@ -24,6 +24,7 @@ from email.utils import format_datetime, formataddr, getaddresses, make_msgid, p
 from typing import Any
 
 _HEADER_PARSER = BytesHeaderParser(policy=policy.compat32)
+_CRLF = policy.compat32.clone(linesep="\r\n")
 _WS = re.compile(r"\s+")
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
 _MSGID = re.compile(r"<[^<>\s]+>")
@@ -61,9 +62,20 @@ def b64_decode_strict(text: str | bytes) -> bytes:
 # --------------------------------------------------------------------------- parsing
 
 
+def _blank_line(raw: bytes) -> tuple[int, int] | None:
+    """Start and end of the blank line that ends the header block, if any."""
+    found = [(i, i + n) for i, n in ((raw.find(b"\r\n\r\n"), 4), (raw.find(b"\n\n"), 2)) if i >= 0]
+    return min(found) if found else None
+
+
 def header_block(raw: bytes) -> bytes:
-    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
-    return raw[: min(ends) + 2] if ends else raw
+    blank = _blank_line(raw)
+    return raw[: blank[0] + 2] if blank else raw
+
+
+def body_of(raw: bytes) -> bytes:
+    blank = _blank_line(raw)
+    return raw[blank[1] :] if blank else b""
 
 
 def parse_headers(raw: bytes) -> Message:
@@ -90,6 +102,31 @@ def decode_words(value: Any) -> str:
         return str(make_header(decode_header(text)))
     except (LookupError, UnicodeError, ValueError, binascii.Error):
         return text
+
+
+_THREAD_HEADER = re.compile(
+    rb"^(message-id|in-reply-to|references)[ \t]*:(.*(?:\r?\n[ \t].*)*)",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+@dataclass(slots=True)
+class ThreadHeaders:
+    """Message-ID and what it replies to, scanned without a full header parse (seeding 20,000
+    messages must stay fast)."""
+
+    message_id: str | None
+    references: list[str]
+
+
+def thread_headers(raw: bytes) -> ThreadHeaders:
+    found: dict[bytes, str] = {}
+    for match in _THREAD_HEADER.finditer(header_block(raw)):
+        found.setdefault(match.group(1).lower(), match.group(2).decode("utf-8", "replace"))
+    ids = _MSGID.findall(found.get(b"message-id", ""))
+    references = _MSGID.findall(found.get(b"in-reply-to", ""))
+    references += reversed(_MSGID.findall(found.get(b"references", "")))
+    return ThreadHeaders(message_id=ids[0] if ids else None, references=references)
 
 
 def message_id_of(headers: Message) -> str | None:
@@ -155,9 +192,10 @@ class Part:
 
     def content(self) -> bytes:
         """The transfer-decoded bytes of a leaf part."""
-        if self.mime_type == "message/rfc822" and self.part.is_multipart():
-            inner = self.part.get_payload(0)
-            return inner.as_bytes() if isinstance(inner, Message) else b""
+        if self.part.is_multipart():
+            # message/rfc822 and message/delivery-status arrive parsed into sub-messages;
+            # their content is the body of the part, flattened back with CRLF.
+            return body_of(self.part.as_bytes(policy=_CRLF))
         payload = self.part.get_payload(decode=True)
         return payload if isinstance(payload, bytes) else b""
 
@@ -175,11 +213,11 @@ class Part:
 
 
 def walk(msg: Message) -> Iterator[Part]:
-    """Every part, depth first, with Gmail part ids (a message/rfc822 part is a leaf)."""
+    """Every part, depth first, with Gmail part ids (only multipart/* has children)."""
 
     def visit(part: Message, part_id: str) -> Iterator[Part]:
         mime_type = part.get_content_type()
-        container = part.is_multipart() and mime_type != "message/rfc822"
+        container = part.get_content_maintype() == "multipart" and part.is_multipart()
         disposition = part.get_content_disposition()
         content_id = part.get("Content-ID")
         yield Part(
@@ -198,14 +236,6 @@ def walk(msg: Message) -> Iterator[Part]:
                 yield from visit(child, f"{part_id}.{index}" if part_id else str(index))
 
     yield from visit(msg, "")
-
-
-def attachments(msg: Message) -> list[Part]:
-    return [p for p in walk(msg) if p.is_attachment]
-
-
-def find_part(msg: Message, part_id: str) -> Part | None:
-    return next((p for p in walk(msg) if p.part_id == part_id), None)
 
 
 @dataclass(slots=True)
@@ -228,27 +258,45 @@ class Bodies:
         )
 
 
-def bodies(msg: Message) -> Bodies:
-    text: str | None = None
-    html_body: str | None = None
-    for part in walk(msg):
-        if part.is_container or part.is_attachment:
-            continue
-        if part.mime_type == "text/plain" and text is None:
-            text = part.text()
-        elif part.mime_type == "text/html" and html_body is None:
-            html_body = part.text()
-    return Bodies(text=text, html=html_body)
+class Parsed:
+    """A parsed message with its part tree walked once (what the renderers need)."""
+
+    __slots__ = ("_bodies", "msg", "parts")
+
+    def __init__(self, raw: bytes) -> None:
+        self.msg = parse(raw)
+        self.parts = list(walk(self.msg))
+        self._bodies: Bodies | None = None
+
+    @property
+    def attachments(self) -> list[Part]:
+        return [p for p in self.parts if p.is_attachment]
+
+    def find(self, part_id: str) -> Part | None:
+        return next((p for p in self.parts if p.part_id == part_id), None)
+
+    def bodies(self) -> Bodies:
+        if self._bodies is None:
+            text: str | None = None
+            html_body: str | None = None
+            for part in self.parts:
+                if part.is_container or part.is_attachment:
+                    continue
+                if part.mime_type == "text/plain" and text is None:
+                    text = part.text()
+                elif part.mime_type == "text/html" and html_body is None:
+                    html_body = part.text()
+            self._bodies = Bodies(text=text, html=html_body)
+        return self._bodies
+
+    def preview(self, limit: int) -> str:
+        return _WS.sub(" ", self.bodies().as_text()).strip()[:limit]
 
 
 def html_to_text(markup: str) -> str:
     markup = _INVISIBLE.sub("", markup)
     markup = _BLOCK_END.sub("\n", markup)
     return html.unescape(_TAG.sub("", markup)).strip()
-
-
-def preview(msg: Message, limit: int) -> str:
-    return _WS.sub(" ", bodies(msg).as_text()).strip()[:limit]
 
 
 # --------------------------------------------------------------------------- composing

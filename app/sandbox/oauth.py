@@ -22,7 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from app.sandbox.errors import SandboxError, aad_error, google_token_error
-from app.sandbox.gate import get_state, graph_user_id
+from app.sandbox.gate import get_state
 from app.sandbox.state import (
     AUTH_CODE_LIFETIME_SECONDS,
     DEFAULT_MAILBOX,
@@ -32,6 +32,7 @@ from app.sandbox.state import (
     Provider,
     SandboxState,
     Token,
+    graph_user_id,
 )
 
 router = APIRouter()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import logging
 import secrets
@@ -21,7 +22,13 @@ from typing import Any
 
 import httpx
 
-from app.sandbox.state import ChangeRecord, Mailbox, SandboxState, Subscription
+from app.sandbox.state import (
+    ChangeRecord,
+    Mailbox,
+    SandboxState,
+    Subscription,
+    graph_user_id,
+)
 
 logger = logging.getLogger("app.sandbox.push")
 
@@ -89,7 +96,7 @@ def notify_gmail(state: SandboxState, box: Mailbox, records: list[ChangeRecord])
     url = f"{settings.public_base_url}/v1/webhooks/gmail?" + urllib.parse.urlencode(
         {"token": secret}
     )
-    state.spawn_push(lambda: _post(state, url, json=body))
+    state.spawn_push(functools.partial(_post, state, url, json=body))
 
 
 # --------------------------------------------------------------------------- Graph
@@ -119,8 +126,6 @@ def graph_notification(
 
 
 def notify_graph(state: SandboxState, box: Mailbox, records: list[ChangeRecord]) -> None:
-    from app.sandbox.gate import graph_user_id
-
     now = state.clock()
     user_id = graph_user_id(box.address)
     by_url: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -136,7 +141,7 @@ def notify_graph(state: SandboxState, box: Mailbox, records: list[ChangeRecord])
     for url, items in by_url.items():
         for start in range(0, len(items), _GRAPH_BATCH):
             body = {"value": items[start : start + _GRAPH_BATCH]}
-            state.spawn_push(lambda url=url, body=body: _post(state, url, json=body))
+            state.spawn_push(functools.partial(_post, state, url, json=body))
 
 
 def validation_token() -> str:

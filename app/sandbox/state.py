@@ -66,6 +66,11 @@ IndexEntry = tuple[int, int, str]
 """(received epoch ms, add sequence, message id): sorts oldest first, ties by arrival."""
 
 
+def graph_user_id(address: str) -> str:
+    """The stable Graph user id (a GUID) of a sandbox mailbox."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox-user:{address}"))
+
+
 # --------------------------------------------------------------------------- messages
 
 
@@ -349,7 +354,7 @@ class ProviderState:
         self.upload_sessions: dict[str, UploadSession] = {}
         self.resumable_uploads: dict[str, Any] = {}
         self._next_id = 0
-        self._parsed: OrderedDict[tuple[str, int], Message] = OrderedDict()
+        self._parsed: OrderedDict[tuple[str, int], mime.Parsed] = OrderedDict()
 
     def mailbox(self, address: str, *, create: bool = True) -> Mailbox | None:
         key = address.strip().lower()
@@ -374,18 +379,26 @@ class ProviderState:
             return message_id
         return mime.graph_id("AAQkAD", self._next_id)
 
-    def parsed(self, message: StoredMessage) -> Message:
+    def parsed(self, message: StoredMessage) -> mime.Parsed:
         """The full parse of a stored message, through a small LRU cache."""
         key = (message.id, message.change_key)
         cached = self._parsed.get(key)
         if cached is not None:
             self._parsed.move_to_end(key)
             return cached
-        parsed = mime.parse(message.raw)
+        parsed = mime.Parsed(message.raw)
         self._parsed[key] = parsed
         if len(self._parsed) > _PARSE_CACHE_SIZE:
             self._parsed.popitem(last=False)
         return parsed
+
+    def is_parsed(self, message: StoredMessage) -> bool:
+        return (message.id, message.change_key) in self._parsed
+
+    def headers(self, message: StoredMessage) -> Message:
+        """Top-level headers: from the cached full parse if there is one, else cheaply."""
+        cached = self._parsed.get((message.id, message.change_key))
+        return cached.msg if cached is not None else mime.parse_headers(message.raw)
 
     def take_fault(self, kind: str, mailbox: str | None) -> Fault | None:
         """Consume one occurrence of a matching fault, if any is pending."""
@@ -514,11 +527,10 @@ class SandboxState:
     ) -> tuple[StoredMessage, ChangeRecord]:
         pstate = self.provider(provider)
         box = pstate.require_mailbox(address)
-        headers = mime.parse_headers(raw)
-        message_id_header = mime.message_id_of(headers)
+        threading = mime.thread_headers(raw)
         new_id = pstate.new_message_id()
         if thread_id is None:
-            thread_id = self.thread_for(box, headers) or pstate.new_thread_id(new_id)
+            thread_id = self.thread_for(box, threading) or pstate.new_thread_id(new_id)
         message = StoredMessage(
             id=new_id,
             raw=raw,
@@ -526,7 +538,7 @@ class SandboxState:
             received_ms=self.now_ms() if received_ms is None else received_ms,
             seq=0,
             thread_id=thread_id,
-            message_id_header=message_id_header,
+            message_id_header=threading.message_id,
             is_read=(folder != "inbox") if is_read is None else is_read,
             history_id=0,
         )
@@ -565,8 +577,8 @@ class SandboxState:
         return message
 
     @staticmethod
-    def thread_for(box: Mailbox, headers: Message) -> str | None:
-        for reference in mime.references_of(headers):
+    def thread_for(box: Mailbox, threading: mime.ThreadHeaders) -> str | None:
+        for reference in threading.references:
             thread = box.thread_by_message_id.get(reference)
             if thread:
                 return thread

@@ -25,6 +25,7 @@ def upgrade() -> None:
     # their migration files (procrastinate.schema.SchemaManager.get_migrations_path()).
     driver_connection.execute(SchemaManager.get_schema())
     run_sql_file("030_job_queue_grants.sql")
+    run_sql_file("032_sync_state.sql")
 
 
 def downgrade() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from email import message_from_bytes, policy
+from email.message import Message
 from typing import Any
 
 import pytest
@@ -431,7 +432,10 @@ def _batch_parts(response_body: bytes, content_type: str) -> list[tuple[str, int
     )
     parts = []
     for part in envelope.get_payload():
-        status_line, _, rest = part.get_payload().partition("\n")
+        assert isinstance(part, Message)
+        payload = part.get_payload()
+        assert isinstance(payload, str)
+        status_line, _, rest = payload.partition("\n")
         body = rest.split("\r\n\r\n", 1)[1] if "\r\n\r\n" in rest else ""
         parts.append(
             (
@@ -567,3 +571,46 @@ async def test_push_failures_are_counted_and_ignored(sandbox: Sandbox) -> None:
     await sandbox.state.drain_pushes()
     stats = (await sandbox.client.get(f"{SANDBOX}/gmail/stats")).json()
     assert stats["pushes"] == {"sent": 0, "failed": 1}
+
+
+DSN = (
+    b"From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\r\n"
+    b"To: sandbox.user@example.com\r\nSubject: Delivery Status Notification (Failure)\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/report; report-type=delivery-status; boundary="b1"\r\n\r\n'
+    b"--b1\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"
+    b"--b1\r\nContent-Type: message/delivery-status\r\n\r\n"
+    b"Reporting-MTA: dns; mx.example\r\n\r\n"
+    b"Final-Recipient: rfc822; gone@partner.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+    b"--b1\r\nContent-Type: message/rfc822\r\n\r\n"
+    b"Message-ID: <sent-1@example.com>\r\nSubject: Hello\r\n\r\nbody\r\n"
+    b"--b1--\r\n"
+)
+
+
+@pytest.mark.asyncio
+async def test_bounce_parts_render_as_leaves(sandbox: Sandbox) -> None:
+    headers = bearer(await connect(sandbox, "gmail"))
+    message_id = await seed(sandbox, "gmail", DSN)
+    payload = (
+        await sandbox.client.get(f"{GMAIL_API}/messages/{message_id}", headers=headers)
+    ).json()["payload"]
+    text, status, original = payload["parts"]
+    assert b64url_decode(text["body"]["data"]) == b"Delivery failed."
+    assert status["mimeType"] == "message/delivery-status"
+    assert "parts" not in status
+    assert b"Status: 5.1.1" in b64url_decode(status["body"]["data"])
+    assert original["mimeType"] == "message/rfc822"
+    attachment = (
+        await sandbox.client.get(
+            f"{GMAIL_API}/messages/{message_id}/attachments/{original['body']['attachmentId']}",
+            headers=headers,
+        )
+    ).json()
+    assert b64url_decode(attachment["data"]).startswith(b"Message-ID: <sent-1@example.com>\r\n")
+    raw = (
+        await sandbox.client.get(
+            f"{GMAIL_API}/messages/{message_id}", params={"format": "raw"}, headers=headers
+        )
+    ).json()["raw"]
+    assert b64url_decode(raw) == DSN

@@ -351,7 +351,9 @@ async def test_send_mail_json_and_mime_reach_the_sent_log(sandbox: Sandbox) -> N
     assert sent["Bcc"] == "audit@clinic.example"
     assert sent["X-CE-Message"] == "abc123"
     assert sent["Message-ID"].endswith(".prod.outlook.com>")
-    assert "<b>Tuesday</b>" in sent.get_body(preferencelist=("html",)).get_content()
+    html_body = sent.get_body(preferencelist=("html",))
+    assert html_body is not None
+    assert "<b>Tuesday</b>" in html_body.get_content()
     (png,) = list(sent.iter_attachments())
     assert png.get_content() == PNG
     assert log[1]["raw"].encode().endswith(mime_raw)

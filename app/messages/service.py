@@ -1,0 +1,572 @@
+"""Storing synced mail and reading the timeline.
+
+`store_remote_messages` takes one sync page: each message is parsed once, matched to
+contacts and partners with one query for the whole page, written with one multi-row
+INSERT (deduplicated on (account, provider id); our own sends are completed, not copied),
+linked (the DB trigger makes one CE-04 activity per link) and announced with
+`ce.email.synced` on NOTIFY, all in the caller's transaction. Logs carry ids and counts,
+never mail content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.deps import Caller
+from app.config import get_settings
+from app.errors import BadRequest, NotFound
+from app.matching import repository as matching_repository
+from app.matching.normalize import candidate_partner_domains, normalize_address
+from app.matching.service import LinkKeys, Matches, link_keys, match_links, same_address
+from app.messages import repository
+from app.messages.mime import ParsedMessage, Participant, normalise_message_id, parse_message
+from app.messages.repository import SentCopy, TimelineFilter
+from app.messages.sanitize import sanitize_html
+from app.messages.schemas import (
+    Address,
+    AttachmentOut,
+    EmailDetail,
+    EmailListItem,
+    EmailPage,
+    ParticipantOut,
+    Tracking,
+)
+from app.platform.documents import DocumentStorage, sha256_hex
+from app.providers.base import RemoteMessage
+
+logger = logging.getLogger(__name__)
+
+EVENT_CHANNEL = "ce_email_events"
+SYNCED_EVENT = "ce.email.synced"
+# PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
+MAX_NOTIFY_BYTES = 7900
+
+
+@dataclass(frozen=True, slots=True)
+class StoreResult:
+    stored: int
+    """New rows (each announced with ce.email.synced)."""
+    completed: int
+    """Our own sends found by Message-ID and completed with the provider's ids."""
+    duplicates: int
+    """Messages already stored for this account (nothing written)."""
+    links: int
+    """New contact/partner links (one CE-04 activity each)."""
+    email_ids: list[UUID] = field(default_factory=list)
+    """Ids of the new rows."""
+
+
+@dataclass(slots=True)
+class _Prepared:
+    id: UUID
+    remote: RemoteMessage
+    parsed: ParsedMessage
+    direction: str
+    occurred_at: datetime
+    internet_message_id: str | None
+    keys: LinkKeys
+
+
+def _field(row: Any, name: str) -> Any:
+    if isinstance(row, Mapping):
+        return row[name]
+    return getattr(row, name)
+
+
+def _clean(value: str | None) -> str | None:
+    # PostgreSQL text cannot hold NUL.
+    return value.replace("\x00", "") if value else value
+
+
+def _participants_json(people: Sequence[Participant]) -> str:
+    return json.dumps(
+        [{"name": _clean(p.name), "address": _clean(p.address)} for p in people],
+        ensure_ascii=False,
+    )
+
+
+def prepare_message(remote: RemoteMessage, own_address: str, body_limit_bytes: int) -> _Prepared:
+    """Parse one message and decide its direction, time and linking keys (pure, CPU only)."""
+    parsed = parse_message(remote.raw, body_limit_bytes=body_limit_bytes)
+    sender = parsed.from_.address if parsed.from_ else None
+    from_is_own = sender is not None and same_address(sender, own_address)
+    direction = "outbound" if remote.folder == "sent" or from_is_own else "inbound"
+    if direction == "outbound":
+        occurred_at = parsed.sent_at or remote.received_at
+    else:
+        occurred_at = remote.received_at
+    recipients = [p.address for p in (*parsed.to, *parsed.cc, *parsed.bcc)]
+    keys = link_keys(
+        direction=direction, own_address=own_address, sender=sender, recipients=recipients
+    )
+    imid = parsed.internet_message_id or normalise_message_id(remote.internet_message_id)
+    return _Prepared(uuid.uuid4(), remote, parsed, direction, occurred_at, imid, keys)
+
+
+def _email_columns(rows: Sequence[_Prepared]) -> dict[str, list[Any]]:
+    columns: dict[str, list[Any]] = {c: [] for c in repository.EMAIL_INSERT_COLUMNS}
+    for r in rows:
+        p = r.parsed
+        values = {
+            "id": r.id,
+            "provider_message_id": r.remote.id,
+            "provider_thread_id": r.remote.thread_id,
+            "internet_message_id": _clean(r.internet_message_id),
+            "in_reply_to": _clean(p.in_reply_to),
+            "direction": r.direction,
+            "status": "sent" if r.direction == "outbound" else "received",
+            "folder": r.remote.folder,
+            "subject": _clean(p.subject),
+            "snippet": _clean(p.snippet),
+            "from_address": _clean(p.from_.address) if p.from_ else None,
+            "from_name": _clean(p.from_.name) if p.from_ else None,
+            "to_recipients": _participants_json(p.to),
+            "cc_recipients": _participants_json(p.cc),
+            "bcc_recipients": _participants_json(p.bcc),
+            "text_body": _clean(p.text_body),
+            "html_body": _clean(p.html_body),
+            "body_truncated": p.truncated,
+            "has_attachments": any(not a.is_inline for a in p.attachments),
+            "content_hash": p.content_hash,
+            "sent_at": p.sent_at,
+            "received_at": r.remote.received_at,
+            "occurred_at": r.occurred_at,
+            "participant_addresses": json.dumps(r.keys.lookup_addresses, ensure_ascii=False),
+            "participant_domains": json.dumps(r.keys.participant_domains, ensure_ascii=False),
+        }
+        for name, value in values.items():
+            columns[name].append(value)
+    return columns
+
+
+def synced_payload(
+    *,
+    org_id: UUID,
+    email_id: UUID,
+    account_id: UUID,
+    direction: str,
+    occurred_at: datetime,
+    contact_ids: Sequence[UUID],
+    partner_ids: Sequence[UUID],
+) -> str:
+    """The ce.email.synced event (DESIGN §5). An email linked to so many contacts that the
+    payload would pass NOTIFY's limit lists as many as fit and says `truncated: true`."""
+    body: dict[str, Any] = {
+        "event": SYNCED_EVENT,
+        "org_id": str(org_id),
+        "email_id": str(email_id),
+        "account_id": str(account_id),
+        "direction": direction,
+        "occurred_at": occurred_at.isoformat(),
+        "contact_ids": [str(c) for c in contact_ids],
+        "partner_ids": [str(p) for p in partner_ids],
+    }
+    payload = json.dumps(body, separators=(",", ":"))
+    while len(payload.encode()) > MAX_NOTIFY_BYTES:
+        body["truncated"] = True
+        longest = max(("contact_ids", "partner_ids"), key=lambda k: len(body[k]))
+        body[longest] = body[longest][: len(body[longest]) // 2]
+        payload = json.dumps(body, separators=(",", ":"))
+    return payload
+
+
+async def _store_documents(
+    session: AsyncSession,
+    org_id: UUID,
+    storage: DocumentStorage,
+    rows: Sequence[_Prepared],
+    max_bytes: int,
+) -> dict[tuple[UUID, int], UUID]:
+    """Attachment bytes into PF-11: the storage first (one thread hop per page), then the
+    document rows. Returns document ids by (email id, attachment position)."""
+    wanted = [
+        (r.id, i, a)
+        for r in rows
+        for i, a in enumerate(r.parsed.attachments)
+        if len(a.content) <= max_bytes
+    ]
+    if not wanted:
+        return {}
+
+    def put_all() -> list[str]:
+        return [storage.put(a.content) for _, _, a in wanted]
+
+    keys = await asyncio.to_thread(put_all)
+    documents = []
+    ids: dict[tuple[UUID, int], UUID] = {}
+    for (email_id, index, a), key in zip(wanted, keys, strict=True):
+        document_id = uuid.uuid4()
+        ids[(email_id, index)] = document_id
+        documents.append(
+            (document_id, a.filename, a.content_type, len(a.content), sha256_hex(a.content), key)
+        )
+    await repository.insert_documents(session, org_id, documents)
+    return ids
+
+
+async def store_remote_messages(
+    session: AsyncSession,
+    *,
+    org_id: UUID,
+    account: Any,
+    messages: Sequence[RemoteMessage],
+    body_limit_kb: int,
+    storage: DocumentStorage | None,
+) -> StoreResult:
+    """Store one page of synced messages of `account` (a row or mapping with id, provider,
+    email_address, owner_user_id) in the caller's transaction (only flushes).
+
+    Idempotent: a message already stored for the account (same provider id) is skipped,
+    so a re-sync makes no second row, link, activity or event. An outbound message that
+    we sent ourselves (a row with its Message-ID but no provider id yet) is completed with
+    the provider's ids instead of being stored twice. Attachment bytes go to `storage`
+    (PF-11) when given and under `attachment_max_bytes`; the metadata always."""
+    account_id = UUID(str(_field(account, "id")))
+    own_address = str(_field(account, "email_address"))
+    body_limit_bytes = max(0, int(body_limit_kb)) * 1024
+
+    # Callers skip the ids they know already (the sync engine does); a repeat that still
+    # comes through is parsed for nothing but written nowhere (ON CONFLICT DO NOTHING).
+    fresh = list({m.id: m for m in messages}.values())
+    duplicates = len(messages) - len(fresh)
+    if not fresh:
+        return StoreResult(stored=0, completed=0, duplicates=duplicates, links=0)
+
+    prepared = [prepare_message(m, own_address, body_limit_bytes) for m in fresh]
+    matches = await match_links(session, [p.keys for p in prepared])
+    matched: dict[UUID, Matches] = {p.id: m for p, m in zip(prepared, matches, strict=True)}
+
+    # Our own sends first: the synced copy of one completes that row.
+    own_sends = {
+        p.internet_message_id: p
+        for p in prepared
+        if p.direction == "outbound" and p.internet_message_id
+    }
+    links: list[tuple[UUID, UUID | None, UUID | None, datetime]] = []
+    completed = await repository.complete_own_sends(
+        session,
+        account_id,
+        [
+            SentCopy(
+                internet_message_id=imid,
+                provider_message_id=p.remote.id,
+                provider_thread_id=p.remote.thread_id,
+                folder=p.remote.folder,
+                sent_at=p.parsed.sent_at,
+                received_at=p.remote.received_at,
+                content_hash=p.parsed.content_hash,
+                participant_addresses=json.dumps(p.keys.lookup_addresses, ensure_ascii=False),
+                participant_domains=json.dumps(p.keys.participant_domains, ensure_ascii=False),
+            )
+            for imid, p in own_sends.items()
+        ],
+    )
+    completed_pids = set()
+    by_pid = {p.remote.id: p for p in prepared}
+    for row in completed:
+        completed_pids.add(row["provider_message_id"])
+        m = matched[by_pid[row["provider_message_id"]].id]
+        links.extend((row["id"], c, None, row["occurred_at"]) for c in m.contact_ids)
+        links.extend((row["id"], None, q, row["occurred_at"]) for q in m.partner_ids)
+
+    to_insert = [p for p in prepared if p.remote.id not in completed_pids]
+    inserted_ids = await repository.insert_emails(
+        session, org_id, account_id, _email_columns(to_insert)
+    )
+    new_rows = [p for p in to_insert if p.id in inserted_ids]
+    duplicates += len(to_insert) - len(new_rows)
+
+    documents: dict[tuple[UUID, int], UUID] = {}
+    if storage is not None:
+        documents = await _store_documents(
+            session, org_id, storage, new_rows, get_settings().attachment_max_bytes
+        )
+
+    attachments: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "email_ids",
+            "filenames",
+            "types",
+            "sizes",
+            "content_ids",
+            "inline",
+            "part_indexes",
+            "document_ids",
+        )
+    }
+    payloads = []
+    for p in new_rows:
+        m = matched[p.id]
+        links.extend((p.id, c, None, p.occurred_at) for c in m.contact_ids)
+        links.extend((p.id, None, q, p.occurred_at) for q in m.partner_ids)
+        for i, a in enumerate(p.parsed.attachments):
+            attachments["email_ids"].append(p.id)
+            attachments["filenames"].append(_clean(a.filename))
+            attachments["types"].append(_clean(a.content_type) or "application/octet-stream")
+            attachments["sizes"].append(a.size)
+            attachments["content_ids"].append(_clean(a.content_id))
+            attachments["inline"].append(a.is_inline)
+            attachments["part_indexes"].append(a.part_index)
+            attachments["document_ids"].append(documents.get((p.id, i)))
+        payloads.append(
+            synced_payload(
+                org_id=org_id,
+                email_id=p.id,
+                account_id=account_id,
+                direction=p.direction,
+                occurred_at=p.occurred_at,
+                contact_ids=m.contact_ids,
+                partner_ids=m.partner_ids,
+            )
+        )
+    new_links = await matching_repository.insert_links(session, org_id, links)
+    if new_rows:
+        await repository.insert_attachments_and_notify(session, org_id, attachments, payloads)
+
+    result = StoreResult(
+        stored=len(new_rows),
+        completed=len(completed),
+        duplicates=duplicates,
+        links=new_links,
+        email_ids=[p.id for p in new_rows],
+    )
+    logger.info(
+        "emails stored",
+        extra={
+            "account_id": str(account_id),
+            "stored": result.stored,
+            "count": len(messages),
+        },
+    )
+    return result
+
+
+async def delete_remote_messages(
+    session: AsyncSession, account_id: UUID, provider_ids: Sequence[str]
+) -> int:
+    """Remove mail deleted at the provider. Its links, attachment rows and CE-04
+    activities go with it (cascades and the link trigger). Returns the rows removed."""
+    removed = await repository.delete_by_provider_ids(
+        session, account_id, list(dict.fromkeys(provider_ids))
+    )
+    logger.info("emails deleted", extra={"account_id": str(account_id), "deleted": removed})
+    return removed
+
+
+# --- timeline and detail ------------------------------------------------------------
+
+
+def encode_cursor(occurred_at: datetime, email_id: UUID) -> str:
+    raw = json.dumps([occurred_at.isoformat(), str(email_id)], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        occurred, email_id = json.loads(raw)
+        moment = datetime.fromisoformat(occurred)
+        if moment.tzinfo is None:
+            raise ValueError("naive time")
+        return moment, UUID(email_id)
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise BadRequest(
+            "The cursor is not valid; start from the first page.", field="cursor"
+        ) from None
+
+
+def _address(name: str | None, address: str | None) -> Address | None:
+    if not address:
+        return None
+    return Address(name=name, address=address)
+
+
+def _addresses(value: Any) -> list[Address]:
+    if isinstance(value, str):
+        value = json.loads(value)
+    out = []
+    for item in value or []:
+        if isinstance(item, dict) and item.get("address"):
+            out.append(Address(name=item.get("name"), address=item["address"]))
+    return out
+
+
+def _list_item(row: Any, contact_ids: list[UUID], partner_ids: list[UUID]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "account_id": row["account_id"],
+        "direction": row["direction"],
+        "status": row["status"],
+        "subject": row["subject"],
+        "snippet": row["snippet"],
+        "from_": _address(row["from_name"], row["from_address"]),
+        "to": _addresses(row["to_recipients"]),
+        "cc": _addresses(row["cc_recipients"]),
+        "sent_at": row["sent_at"],
+        "received_at": row["received_at"],
+        "occurred_at": row["occurred_at"],
+        "thread_id": row["provider_thread_id"],
+        "contact_ids": contact_ids,
+        "partner_ids": partner_ids,
+        "has_attachments": row["has_attachments"],
+    }
+
+
+async def _links_by_email(
+    session: AsyncSession, email_ids: Sequence[UUID]
+) -> dict[UUID, tuple[list[UUID], list[UUID]]]:
+    links: dict[UUID, tuple[list[UUID], list[UUID]]] = {i: ([], []) for i in email_ids}
+    for link in await repository.links_of(session, email_ids):
+        contacts, partners = links[link["email_id"]]
+        if link["contact_id"] is not None:
+            contacts.append(link["contact_id"])
+        if link["partner_id"] is not None:
+            partners.append(link["partner_id"])
+    return links
+
+
+async def list_timeline(
+    caller: Caller, f: TimelineFilter, *, cursor: str | None, limit: int
+) -> EmailPage:
+    after = decode_cursor(cursor) if cursor else None
+    rows = await repository.list_emails(
+        caller.session,
+        f,
+        viewer_id=caller.user_id,
+        viewer_is_admin=caller.is_admin,
+        after=after,
+        limit=limit + 1,
+    )
+    page, more = rows[:limit], len(rows) > limit
+    links = await _links_by_email(caller.session, [r["id"] for r in page])
+    items = [EmailListItem.model_validate(_list_item(r, *links[r["id"]])) for r in page]
+    next_cursor = encode_cursor(page[-1]["occurred_at"], page[-1]["id"]) if more else None
+    return EmailPage(items=items, next_cursor=next_cursor)
+
+
+async def contact_timeline(
+    caller: Caller, contact_id: UUID, f: TimelineFilter, *, cursor: str | None, limit: int
+) -> EmailPage:
+    if not await repository.contact_exists(caller.session, contact_id):
+        raise NotFound("No such contact")
+    return await list_timeline(caller, f, cursor=cursor, limit=limit)
+
+
+async def partner_timeline(
+    caller: Caller, partner_id: UUID, f: TimelineFilter, *, cursor: str | None, limit: int
+) -> EmailPage:
+    if not await repository.partner_exists(caller.session, partner_id):
+        raise NotFound("No such partner")
+    return await list_timeline(caller, f, cursor=cursor, limit=limit)
+
+
+async def _visible_email(caller: Caller, email_id: UUID) -> Any:
+    row = await repository.get_email(
+        caller.session, email_id, viewer_id=caller.user_id, viewer_is_admin=caller.is_admin
+    )
+    if row is None:
+        raise NotFound("No such email")
+    return row
+
+
+async def email_detail(caller: Caller, email_id: UUID) -> EmailDetail:
+    row = await _visible_email(caller, email_id)
+    contact_ids, partner_ids = (await _links_by_email(caller.session, [email_id]))[email_id]
+
+    # Which linked contact / partner each participant stands for.
+    contact_by_address: dict[str, UUID] = {}
+    partner_by_domain: dict[str, UUID] = {}
+    for link in await matching_repository.link_details(caller.session, email_id):
+        if link["contact_id"] is not None and link["key"]:
+            contact_by_address.setdefault(link["key"], link["contact_id"])
+        if link["partner_id"] is not None and link["key"]:
+            partner_by_domain.setdefault(link["key"], link["partner_id"])
+
+    def participant(role: str, person: Address) -> ParticipantOut:
+        lowered = person.address.strip().lower()
+        normalized = normalize_address(lowered) or lowered
+        contact = contact_by_address.get(normalized) or contact_by_address.get(lowered)
+        partner = next(
+            (
+                partner_by_domain[d]
+                for d in candidate_partner_domains(normalized)
+                if d in partner_by_domain
+            ),
+            None,
+        )
+        return ParticipantOut(
+            role=role,
+            name=person.name,
+            address=person.address,
+            contact_id=contact,
+            partner_id=partner,
+        )
+
+    item = _list_item(row, contact_ids, partner_ids)
+    bcc = _addresses(row["bcc_recipients"])
+    people = [("from", item["from_"])] if item["from_"] else []
+    people += [("to", p) for p in item["to"]] + [("cc", p) for p in item["cc"]]
+    people += [("bcc", p) for p in bcc]
+    attachments = await repository.attachments_of(caller.session, email_id)
+    return EmailDetail.model_validate(
+        {
+            **item,
+            "bcc": bcc,
+            "internet_message_id": row["internet_message_id"],
+            "in_reply_to": row["in_reply_to"],
+            "text_body": row["text_body"],
+            # Stored sanitised; sanitised again here so no writer can put unsafe HTML on
+            # screen (rows also come from the send path and other modules).
+            "html_body": sanitize_html(row["html_body"]) if row["html_body"] else None,
+            "body_truncated": row["body_truncated"],
+            "participants": [participant(role, p) for role, p in people],
+            "attachments": [AttachmentOut.model_validate(dict(a)) for a in attachments],
+            "tracking": Tracking(
+                opens=row["open_count"],
+                clicks=row["click_count"],
+                bounced=row["bounced_at"] is not None or row["status"] == "bounced",
+                bounced_at=row["bounced_at"],
+                first_opened_at=row["first_opened_at"],
+                last_opened_at=row["last_opened_at"],
+            ),
+        }
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentContent:
+    filename: str
+    content_type: str
+    content: bytes
+
+
+async def attachment_content(
+    caller: Caller, email_id: UUID, attachment_id: UUID, storage: DocumentStorage
+) -> AttachmentContent:
+    await _visible_email(caller, email_id)
+    row = await repository.attachment_document(caller.session, email_id, attachment_id)
+    if row is None:
+        raise NotFound("No such attachment, or its content is not stored")
+    try:
+        content = await asyncio.to_thread(storage.get, row["storage_key"])
+    except (OSError, ValueError):
+        logger.warning("attachment content missing", extra={"email_id": str(email_id)})
+        raise NotFound("The attachment's content is not available") from None
+    return AttachmentContent(
+        filename=row["filename"] or row["document_filename"] or "attachment",
+        content_type=row["content_type"] or "application/octet-stream",
+        content=content,
+    )

@@ -1,0 +1,121 @@
+"""Sync jobs and their periodic drivers (procrastinate tasks; args are ids only).
+
+The worker process sets `RUNTIME.ctx` before it runs jobs; jobs reload what they need in
+their own org transactions.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import procrastinate
+from sqlalchemy import text
+
+from app.context import ServiceContext
+from app.db.rls import org_transaction, system_transaction
+from app.jobs.queue import QUEUE_MAINTENANCE, enqueue
+from app.logs import job_id_var
+from app.sync import repository
+from app.sync.service import enqueue_sync, ensure_push, run_sync
+
+logger = logging.getLogger(__name__)
+
+blueprint = procrastinate.Blueprint()
+STALE_AFTER = timedelta(minutes=10)
+
+
+@dataclass
+class Runtime:
+    ctx: ServiceContext | None = None
+
+    def require(self) -> ServiceContext:
+        if self.ctx is None:
+            raise RuntimeError("the worker's ServiceContext is not set")
+        return self.ctx
+
+
+RUNTIME = Runtime()
+
+
+@blueprint.task(name="sync_account", queue="sync", pass_context=True)
+async def sync_account(
+    context: procrastinate.JobContext, org_id: str, account_id: str, reason: str = "poll"
+) -> None:
+    token = job_id_var.set(str(context.job.id) if context.job else None)
+    try:
+        await run_sync(RUNTIME.require(), UUID(org_id), UUID(account_id), reason=reason)
+    finally:
+        job_id_var.reset(token)
+
+
+@blueprint.task(name="renew_push", queue=QUEUE_MAINTENANCE)
+async def renew_push(org_id: str, account_id: str, provider: str) -> None:
+    ctx = RUNTIME.require()
+    driver = ctx.account_provider(provider, UUID(org_id), UUID(account_id))
+    await ensure_push(ctx, UUID(org_id), UUID(account_id), driver, force=True)
+
+
+@blueprint.periodic(cron="* * * * *", periodic_id="poll")
+@blueprint.task(name="poll_due_accounts", queue=QUEUE_MAINTENANCE, queueing_lock="poll")
+async def poll_due_accounts(timestamp: int) -> None:
+    """Polling fallback: every account whose interval has passed gets a (coalesced) sync."""
+    ctx = RUNTIME.require()
+    async with system_transaction(ctx.engine) as session:
+        due = (
+            await session.execute(
+                text("SELECT org_id, account_id FROM ce_accounts_due_for_sync(500)")
+            )
+        ).all()
+    for org_id, account_id in due:
+        async with org_transaction(ctx.engine, org_id) as session:
+            await enqueue_sync(session, org_id, account_id, reason="poll")
+    if due:
+        logger.info("polling queued syncs", extra={"count": len(due)})
+
+
+@blueprint.periodic(cron="*/10 * * * *", periodic_id="renew")
+@blueprint.task(name="renew_expiring_push", queue=QUEUE_MAINTENANCE, queueing_lock="renew")
+async def renew_expiring_push(timestamp: int) -> None:
+    ctx = RUNTIME.require()
+    before = datetime.now(UTC) + timedelta(days=1)
+    async with system_transaction(ctx.engine) as session:
+        rows = (
+            await session.execute(
+                text("SELECT org_id, account_id, provider FROM ce_accounts_push_expiring(:b, 500)"),
+                {"b": before},
+            )
+        ).all()
+        for org_id, account_id, provider in rows:
+            await enqueue(
+                session,
+                "ce:renew_push",
+                {"org_id": str(org_id), "account_id": str(account_id), "provider": provider},
+                queue=QUEUE_MAINTENANCE,
+                queueing_lock=f"renew:{account_id}",
+            )
+
+
+@blueprint.periodic(cron="* * * * *", periodic_id="sweep")
+@blueprint.task(name="sweep_stale_syncs", queue=QUEUE_MAINTENANCE, queueing_lock="sweep")
+async def sweep_stale_syncs(timestamp: int) -> None:
+    """A sync running far past its last heartbeat lost its worker: fail it and queue it
+    again (the cursor was never advanced past what was stored, so nothing is lost)."""
+    ctx = RUNTIME.require()
+    before = datetime.now(UTC) - STALE_AFTER
+    async with system_transaction(ctx.engine) as session:
+        rows = (
+            await session.execute(
+                text("SELECT org_id, account_id FROM ce_stale_syncs(:b, 100)"), {"b": before}
+            )
+        ).all()
+    for org_id, account_id in rows:
+        async with org_transaction(ctx.engine, org_id) as session:
+            await repository.fail_run(
+                session, account_id, "The sync stopped responding and was restarted.", state="idle"
+            )
+            await enqueue_sync(session, org_id, account_id, reason="stale")
+    if rows:
+        logger.warning("stale syncs restarted", extra={"count": len(rows)})

@@ -1,0 +1,392 @@
+"""One sync of one account: initial (windowed) or incremental, page by page.
+
+Each page's messages are stored, and its progress recorded, in one transaction; the cursor is
+saved only after everything it covers is stored, so a crash loses nothing (the next run
+starts from the old cursor) and duplicates nothing (rows are unique per provider id). An
+expired cursor falls back to a windowed resync that also removes what left the mailbox.
+Provider errors become account state in one place: `run_sync`'s handler.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from app.accounts import repository as accounts_repository
+from app.context import ServiceContext
+from app.db.rls import org_transaction
+from app.jobs.queue import enqueue
+from app.messages.service import delete_remote_messages, store_remote_messages
+from app.platform.documents import document_storage
+from app.providers.base import Folder, MailProvider, MessageRef
+from app.providers.errors import (
+    AuthRevoked,
+    CursorExpired,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+)
+from app.settings.service import get_module_settings
+from app.sync import repository
+
+logger = logging.getLogger(__name__)
+
+FETCH_CHUNK = 50
+FOLDERS: tuple[Folder, Folder] = ("inbox", "sent")
+SYNC_TASK = "ce:sync_account"
+
+
+@dataclass
+class SyncRun:
+    ctx: ServiceContext
+    org_id: UUID
+    account: Any
+    provider: MailProvider
+    since: datetime
+    body_limit_kb: int
+    fetched: int = 0
+    stored: int = 0
+    deleted: int = 0
+    listed: int = 0
+    seen: set[str] = field(default_factory=set)
+
+    @property
+    def account_id(self) -> UUID:
+        return UUID(str(self.account["id"]))
+
+    async def ingest(
+        self, refs: Sequence[MessageRef], phase: str, folder: Folder | None = None
+    ) -> None:
+        """Fetch what we do not have yet (one fetch per message) and store it."""
+        self.listed += len(refs)
+        self.seen.update(r.id for r in refs)
+        async with org_transaction(self.ctx.engine, self.org_id) as session:
+            known = await repository.known_provider_ids(
+                session, self.account_id, [r.id for r in refs]
+            )
+        missing = [r for r in dict((r.id, r) for r in refs).values() if r.id not in known]
+        storage = document_storage(self.ctx.settings)
+        for start in range(0, len(missing), FETCH_CHUNK):
+            chunk = missing[start : start + FETCH_CHUNK]
+            messages = [m for m in await self.provider.get_messages(chunk, folder) if m]
+            self.fetched += len(chunk)
+            async with org_transaction(self.ctx.engine, self.org_id) as session:
+                result = await store_remote_messages(
+                    session,
+                    org_id=self.org_id,
+                    account=self.account,
+                    messages=messages,
+                    body_limit_kb=self.body_limit_kb,
+                    storage=storage,
+                )
+                await repository.progress(
+                    session,
+                    self.account_id,
+                    phase=phase,
+                    processed_delta=len(chunk),
+                    estimate=self.listed,
+                )
+            self.stored += _stored_count(result)
+        if not missing and refs:
+            async with org_transaction(self.ctx.engine, self.org_id) as session:
+                await repository.progress(
+                    session, self.account_id, phase=phase, processed_delta=0, estimate=self.listed
+                )
+
+    async def remove(self, provider_ids: Sequence[str]) -> None:
+        if not provider_ids:
+            return
+        async with org_transaction(self.ctx.engine, self.org_id) as session:
+            removed = await delete_remote_messages(session, self.account_id, list(provider_ids))
+        self.deleted += int(removed or 0)
+
+
+def _stored_count(result: Any) -> int:
+    for name in ("stored", "inserted", "created"):
+        if hasattr(result, name):
+            value = getattr(result, name)
+            return len(value) if isinstance(value, list | set | tuple) else int(value)
+    return 0
+
+
+def push_client_state(ctx: ServiceContext, account_id: UUID) -> str:
+    """The Graph subscription's clientState: an HMAC of the account id, so a notification
+    is checked without storing a secret per account."""
+    key = ctx.settings.outlook_client_state_secret.get_secret_value().encode()
+    return hmac.new(key, str(account_id).encode(), hashlib.sha256).hexdigest()[:64]
+
+
+async def _full_gmail(run: SyncRun) -> dict[str, Any]:
+    cursor: str | None = None
+    for folder in FOLDERS:
+        token: str | None = None
+        while True:
+            page = await run.provider.list_messages(folder, run.since, token)
+            await run.ingest(page.added, phase=f"backfill:{folder}", folder=folder)
+            if page.new_cursor and cursor is None:
+                cursor = page.new_cursor  # the first folder's: it predates both listings
+            token = page.next_page_token
+            if not token:
+                break
+    await _reconcile_window(run, folders=None)
+    return {"history_id": cursor} if cursor else {}
+
+
+async def _incremental_gmail(run: SyncRun, history_id: str) -> dict[str, Any]:
+    token: str | None = None
+    new_cursor = history_id
+    while True:
+        page = await run.provider.list_changes(history_id, token)
+        await run.ingest(page.added, phase="incremental")
+        await run.remove(page.deleted)
+        if page.new_cursor:
+            new_cursor = page.new_cursor
+        token = page.next_page_token
+        if not token:
+            break
+    return {"history_id": new_cursor}
+
+
+async def _full_graph_folder(run: SyncRun, folder: Folder) -> str | None:
+    token: str | None = None
+    cursor: str | None = None
+    while True:
+        page = await run.provider.list_messages(folder, run.since, token)
+        await run.ingest(page.added, phase=f"backfill:{folder}", folder=folder)
+        await run.remove(page.deleted)
+        cursor = page.new_cursor or cursor
+        token = page.next_page_token
+        if not token:
+            break
+    await _reconcile_window(run, folders=(folder,))
+    return cursor
+
+
+async def _incremental_graph_folder(run: SyncRun, folder: Folder, delta_link: str) -> str:
+    token: str | None = None
+    cursor = delta_link
+    while True:
+        page = await run.provider.list_changes(delta_link, token, folder)
+        await run.ingest(page.added, phase="incremental", folder=folder)
+        await run.remove(page.deleted)
+        cursor = page.new_cursor or cursor
+        token = page.next_page_token
+        if not token:
+            break
+    return cursor
+
+
+async def _reconcile_window(run: SyncRun, folders: tuple[Folder, ...] | None) -> None:
+    """After a full listing of the window: what we hold in it but the provider no longer
+    listed has left the mailbox."""
+    async with org_transaction(run.ctx.engine, run.org_id) as session:
+        held = await repository.window_provider_ids(
+            session, run.account_id, run.since, folders=folders
+        )
+    await run.remove(sorted(held - run.seen))
+
+
+async def _sync(run: SyncRun, cursor: dict[str, Any]) -> dict[str, Any]:
+    if run.provider.name == "gmail":
+        history_id = cursor.get("history_id")
+        if history_id:
+            try:
+                return await _incremental_gmail(run, str(history_id))
+            except CursorExpired:
+                logger.info(
+                    "cursor expired, windowed resync", extra={"account_id": str(run.account_id)}
+                )
+        return await _full_gmail(run)
+    new_cursor = dict(cursor)
+    for folder in FOLDERS:
+        link = cursor.get(folder)
+        result: str | None = None
+        if link:
+            try:
+                result = await _incremental_graph_folder(run, folder, str(link))
+            except CursorExpired:
+                logger.info(
+                    "cursor expired, windowed resync", extra={"account_id": str(run.account_id)}
+                )
+        if result is None:
+            result = await _full_graph_folder(run, folder)
+        if result:
+            new_cursor[folder] = result
+        # each folder's cursor is saved as soon as that folder is complete
+        async with org_transaction(run.ctx.engine, run.org_id) as session:
+            await repository.save_cursor(session, run.account_id, new_cursor)
+    return new_cursor
+
+
+async def run_sync(
+    ctx: ServiceContext, org_id: UUID, account_id: UUID, *, reason: str = "poll"
+) -> SyncRun | None:
+    async with org_transaction(ctx.engine, org_id) as session:
+        account = await accounts_repository.get_account(session, account_id)
+        if account is None:
+            return None
+        if account["status"] in ("reauth_required", "disconnected"):
+            await repository.fail_run(
+                session,
+                account_id,
+                account["last_error"] or "The mailbox needs to be connected again.",
+                state="idle",
+            )
+            return None
+        settings = await get_module_settings(session)
+        await repository.start_run(
+            session, account_id, "incremental" if account["sync_cursor"] else "backfill"
+        )
+    account = dict(account)
+    provider = ctx.account_provider(account["provider"], org_id, account_id)
+    run = SyncRun(
+        ctx,
+        org_id,
+        account,
+        provider,
+        since=datetime.now(UTC) - timedelta(days=settings.email_sync_history_days),
+        body_limit_kb=settings.email_body_size_limit_kb,
+    )
+    log = {"account_id": str(account_id), "org_id": str(org_id), "provider": account["provider"]}
+    try:
+        cursor = await _sync(run, dict(account["sync_cursor"] or {}))
+        async with org_transaction(ctx.engine, org_id) as session:
+            await repository.save_cursor(session, account_id, cursor)
+            await repository.finish_run(session, account_id)
+    except AuthRevoked:
+        async with org_transaction(ctx.engine, org_id) as session:
+            current = await accounts_repository.get_account(session, account_id)
+        if current is not None and current["status"] == "reauth_required":
+            # the grant itself is gone (invalid_grant): nothing retries it
+            async with org_transaction(ctx.engine, org_id) as session:
+                await repository.fail_run(session, account_id, "authorisation revoked")
+            logger.warning("sync stopped: re-authorisation needed", extra=log)
+        else:
+            # a 401 that outlived one refresh while the grant still refreshes: transient
+            await _retry_later(
+                ctx,
+                org_id,
+                account_id,
+                30.0,
+                "The provider refused a fresh access token; the sync will be retried.",
+            )
+            logger.warning("sync rescheduled after repeated 401", extra=log)
+        return run
+    except RateLimited as exc:
+        delay = max(exc.retry_after or 30.0, 1.0)
+        await _retry_later(
+            ctx, org_id, account_id, delay, "Throttled by the provider; the sync continues shortly."
+        )
+        logger.info("sync throttled, rescheduled", extra={**log, "retry_after": delay})
+        return run
+    except ProviderUnavailable:
+        await _retry_later(
+            ctx,
+            org_id,
+            account_id,
+            60.0,
+            "The provider is unavailable; the sync will be retried.",
+            status="error",
+        )
+        logger.warning("sync failed: provider unavailable", extra=log)
+        return run
+    except ProviderError as exc:
+        async with org_transaction(ctx.engine, org_id) as session:
+            await repository.fail_run(
+                session, account_id, f"Provider error ({type(exc).__name__})", status="error"
+            )
+        logger.warning("sync failed", extra={**log, "error_type": type(exc).__name__})
+        return run
+    except Exception as exc:
+        async with org_transaction(ctx.engine, org_id) as session:
+            await repository.fail_run(
+                session, account_id, "Internal error during sync", status="error"
+            )
+        logger.error("sync crashed", extra={**log, "error_type": type(exc).__name__})
+        raise
+    logger.info(
+        "sync done",
+        extra={**log, "fetched": run.fetched, "stored": run.stored, "deleted": run.deleted},
+    )
+    await ensure_push(ctx, org_id, account_id, provider)
+    return run
+
+
+async def _retry_later(
+    ctx: ServiceContext,
+    org_id: UUID,
+    account_id: UUID,
+    delay: float,
+    message: str,
+    status: str | None = None,
+) -> None:
+    async with org_transaction(ctx.engine, org_id) as session:
+        await repository.fail_run(session, account_id, message, status=status, state="queued")
+        await enqueue_sync(
+            session,
+            org_id,
+            account_id,
+            reason="retry",
+            scheduled_at=datetime.now(UTC) + timedelta(seconds=delay),
+        )
+
+
+async def enqueue_sync(
+    session: Any,
+    org_id: UUID,
+    account_id: UUID,
+    *,
+    reason: str,
+    priority: int = 0,
+    scheduled_at: datetime | None = None,
+) -> int | None:
+    """Queue a sync of the account; coalesces with one already waiting. One runs at a time
+    per account (lock), on any number of workers."""
+    job_id = await enqueue(
+        session,
+        SYNC_TASK,
+        {"org_id": str(org_id), "account_id": str(account_id), "reason": reason},
+        lock=f"sync:{account_id}",
+        queueing_lock=f"sync:{account_id}",
+        priority=priority,
+        scheduled_at=scheduled_at,
+    )
+    await repository.mark_queued(session, account_id)
+    return job_id
+
+
+async def ensure_push(
+    ctx: ServiceContext,
+    org_id: UUID,
+    account_id: UUID,
+    provider: MailProvider,
+    *,
+    force: bool = False,
+) -> None:
+    """Register (or renew) push for the mailbox; failures leave polling as the fallback."""
+    async with org_transaction(ctx.engine, org_id) as session:
+        account = await accounts_repository.get_account(session, account_id)
+    if account is None:
+        return
+    expires = account["push_expires_at"]
+    if not force and expires and expires > datetime.now(UTC) + timedelta(days=1):
+        return
+    callback = f"{ctx.settings.public_base_url}/v1/webhooks/outlook"
+    try:
+        channel = await provider.watch(callback, push_client_state(ctx, account_id))
+    except ProviderError as exc:
+        logger.warning(
+            "push registration failed",
+            extra={"account_id": str(account_id), "error_type": type(exc).__name__},
+        )
+        return
+    async with org_transaction(ctx.engine, org_id) as session:
+        await repository.set_push_channel(
+            session, account_id, channel.channel_id, channel.expires_at, channel.resource_cursor
+        )

@@ -1,0 +1,89 @@
+"""Revision 0004 on a database that already holds mail: the participants are backfilled."""
+
+from __future__ import annotations
+
+import uuid
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, text
+
+from app.cli import ROOT
+from app.config import Settings
+from app.db.urls import owner_url
+from tests.conftest import _create_database, _drop_database
+
+
+def test_upgrade_backfills_existing_mail_and_downgrades(base_settings: Settings) -> None:
+    name = f"ce_email_mig4_{uuid.uuid4().hex[:8]}"
+    settings = _create_database(base_settings, name)
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config.attributes["database_url"] = settings.database_url
+    config.attributes["configure_logging"] = False
+    engine = create_engine(owner_url(settings))
+    try:
+        command.upgrade(config, "0003")
+        org, user, account = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO organisations (id, name) VALUES (:o, 'O')"), {"o": org})
+            conn.execute(
+                text("INSERT INTO users (id, email) VALUES (:u, 'u@x.example')"), {"u": user}
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO ce_email_accounts (id, org_id, owner_user_id, provider, "
+                    "email_address) VALUES (:a, :o, :u, 'gmail', 'desk@clinic.example')"
+                ),
+                {"a": account, "o": org, "u": user},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO ce_emails (org_id, account_id, direction, status, from_address, "
+                    "to_recipients, occurred_at) VALUES (:o, :a, 'inbound', 'received', "
+                    '\'Pat@Example.net\', \'[{"address": "desk@clinic.example"}, '
+                    '{"address": "dr@ward.hospital.org"}]\', now())'
+                ),
+                {"o": org, "a": account},
+            )
+        command.upgrade(config, "head")
+        with engine.connect() as conn:
+            addresses, domains = conn.execute(
+                text("SELECT participant_addresses, participant_domains FROM ce_emails")
+            ).one()
+            side = conn.execute(
+                text("SELECT kind, value FROM ce_email_participants ORDER BY 1, 2")
+            ).all()
+            forced = (
+                conn.execute(
+                    text(
+                        "SELECT relforcerowsecurity FROM pg_class WHERE relname IN "
+                        "('ce_emails', 'ce_email_accounts', 'ce_email_participants')"
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        assert sorted(addresses) == ["dr@ward.hospital.org", "pat@example.net"]
+        assert sorted(domains) == ["example.net", "hospital.org", "ward.hospital.org"]
+        assert [tuple(r) for r in side] == [
+            ("address", "dr@ward.hospital.org"),
+            ("address", "pat@example.net"),
+            ("domain", "example.net"),
+            ("domain", "hospital.org"),
+            ("domain", "ward.hospital.org"),
+        ]
+        assert forced == [True, True, True], "RLS is forced again after the backfill"
+        command.downgrade(config, "0003")
+        with engine.connect() as conn:
+            columns = conn.execute(
+                text(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_name = 'ce_emails' AND column_name LIKE 'participant%'"
+                )
+            ).all()
+            assert columns == []
+        command.upgrade(config, "head")
+    finally:
+        engine.dispose()
+        _drop_database(base_settings, name)
