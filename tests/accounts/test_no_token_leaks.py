@@ -23,9 +23,9 @@ def _pg_dump(settings: Settings) -> str:
     url = make_url(str(settings.database_url))
     binary = shutil.which("pg_dump")
     if url.query.get("host"):  # the embedded server: use its own pg_dump (same major)
-        import pgserver
+        from pgserver._commands import POSTGRES_BIN_PATH
 
-        binary = str(pgserver.POSTGRES_BIN_PATH / "pg_dump")
+        binary = str(POSTGRES_BIN_PATH / "pg_dump")
     assert binary, "pg_dump is needed for this test"
     cmd = [
         binary,
