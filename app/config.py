@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     frontend_origins: str = "http://localhost:3000"
     log_level: str = "INFO"
+    metrics_token: SecretStr | None = None
+    """When set, GET /metrics requires `Authorization: Bearer <token>`."""
 
     # Auth of CRM users
     jwt_secret: SecretStr = SecretStr(_DEV_JWT_SECRET)

@@ -25,6 +25,9 @@ from app.errors import install_error_handlers
 from app.health.endpoints import router as health_router
 from app.logs import request_id_var
 from app.messages.endpoints import register as register_email_routes
+from app.observability.endpoints import router as metrics_router
+from app.observability.metrics import install as install_metrics
+from app.openapi import install_openapi
 from app.settings.endpoints import router as settings_router
 from app.sync.endpoints import sync_router, webhooks_router
 
@@ -80,6 +83,7 @@ def create_app(
     app.state.http_transport = http_transport
     app.state.token_verifier = TokenVerifier(settings)
     install_error_handlers(app)
+    install_openapi(app)
 
     @app.middleware("http")
     async def request_context(
@@ -110,6 +114,8 @@ def create_app(
         return response
 
     app.include_router(health_router)
+    app.include_router(metrics_router)
+    install_metrics()
     app.include_router(settings_router)
     app.include_router(oauth_router)
     app.include_router(accounts_router)

@@ -4,11 +4,12 @@ Not a test. Run with DATABASE_URL pointing at a migrated database (owner URL):
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/ce_bench .venv/bin/python bench/sync_ingest.py
 
-It starts the sandbox itself (`ce-email sandbox`, its own process, so the service's memory
-is measured alone), seeds mailboxes of 5,000 and 20,000 messages (2-12 KB bodies, 10% with
-a 20-60 KB attachment), and syncs each in a fresh process. Beside that, in the same run,
-it times a plain bulk insert of the same rows into the same table: the ceiling.
-The last line is one JSON object.
+It starts the sandbox itself (`ce-email sandbox`, its own process), seeds mailboxes of
+5,000 and 20,000 messages (2-12 KB bodies, 10% with a 20-60 KB attachment) from this
+process, 1,000 messages per request (generated as they are sent, never all held), and
+syncs each in a fresh child process, so the child's peak RSS is the sync's alone. Beside
+that, in the same run, it times a plain bulk insert of the same rows into the same table:
+the ceiling. The last line is one JSON object.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+SEED_SLICE = 1000
 WORDS = (
     "patient referral follow-up appointment results cardiology lab imaging discharge "
     "summary medication review schedule clinic consult insurance authorization"
@@ -84,18 +86,19 @@ def _settings(sandbox_base: str):  # type: ignore[no-untyped-def]
     ).with_sandbox_urls(sandbox_base)
 
 
-async def _seed(sandbox_base: str, mailbox: str, count: int) -> None:
+def _seed(sandbox_base: str, mailbox: str, count: int) -> None:
+    """Generate and seed the mailbox in slices (runs in the parent, not in the child)."""
     rng = random.Random(count)
-    async with httpx.AsyncClient(timeout=120) as client:
-        for start in range(0, count, 1000):
+    with httpx.Client(timeout=300) as client:
+        for start in range(0, count, SEED_SLICE):
             items = [
                 {
                     "raw_base64": base64.b64encode(_message(i, mailbox, rng)).decode(),
                     "folder": "inbox",
                 }
-                for i in range(start, min(count, start + 1000))
+                for i in range(start, min(count, start + SEED_SLICE))
             ]
-            r = await client.post(
+            r = client.post(
                 f"{sandbox_base}/gmail/mailboxes/{mailbox}/messages:bulk", json={"messages": items}
             )
             r.raise_for_status()
@@ -168,7 +171,7 @@ async def _ceiling(ctx, org_id: uuid.UUID, account_id: uuid.UUID, owner: uuid.UU
     return rows / elapsed
 
 
-async def _child(count: int, sandbox_base: str) -> dict[str, float]:
+async def _child(count: int, sandbox_base: str, mailbox: str) -> dict[str, float]:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from app.context import ServiceContext
@@ -183,8 +186,6 @@ async def _child(count: int, sandbox_base: str) -> dict[str, float]:
     org = await seed_org(owner_engine, settings, f"Bench {count}")
     await owner_engine.dispose()
     org_id, owner = uuid.UUID(org["org_id"]), uuid.UUID(org["admin"]["user_id"])
-    mailbox = f"bench-{count}-{uuid.uuid4().hex[:6]}@clinic.test"
-    await _seed(sandbox_base, mailbox, count)
 
     db = create_database(settings)
     ctx = ServiceContext.build(settings, db.engine)
@@ -217,10 +218,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--child", type=int)
     parser.add_argument("--sandbox")
+    parser.add_argument("--mailbox")
     parser.add_argument("--sizes", default="5000,20000")
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(asyncio.run(_child(args.child, args.sandbox))))
+        print(json.dumps(asyncio.run(_child(args.child, args.sandbox, args.mailbox))))
         return
     if not os.environ.get("DATABASE_URL"):
         raise SystemExit("set DATABASE_URL to a migrated database (owner URL)")
@@ -242,8 +244,11 @@ def main() -> None:
                 time.sleep(0.2)
         results = {}
         for size in (int(s) for s in args.sizes.split(",")):
+            mailbox = f"bench-{size}-{uuid.uuid4().hex[:6]}@clinic.test"
+            _seed(base, mailbox, size)
+            child = [sys.executable, __file__, "--child", str(size), "--sandbox", base]
             out = subprocess.run(
-                [sys.executable, __file__, "--child", str(size), "--sandbox", base],
+                [*child, "--mailbox", mailbox],
                 cwd=ROOT,
                 capture_output=True,
                 text=True,

@@ -110,6 +110,15 @@ class CallCounter:
 
 CALLS = CallCounter()
 
+ThrottleListener = Callable[[str, float], None]
+THROTTLE_LISTENERS: list[ThrottleListener] = []
+"""Called with (provider, seconds) before each backoff or Retry-After wait (metrics)."""
+
+
+def _record_wait(provider: str, seconds: float) -> None:
+    for listener in list(THROTTLE_LISTENERS):
+        listener(provider, seconds)
+
 
 def calls_by(provider: str | None = None, status: int | str | None = None) -> int:
     """HTTP calls made to `provider` (all, or those that answered `status`)."""
@@ -466,6 +475,7 @@ class ProviderHttp:
                 wait = policy.delay(attempt, retry_after)
                 if wait is not None:
                     self._log(logging.INFO, method, template, status, attempt)
+                    _record_wait(self.provider, wait)
                     await policy.sleep(wait)
                     continue
             # Expected outcomes (a message deleted meanwhile, an expired cursor) are not alarms.

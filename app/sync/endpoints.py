@@ -97,7 +97,11 @@ async def _body(request: Request) -> Any:
     "/gmail",
     status_code=204,
     summary="Gmail Pub/Sub push",
-    responses={401: {"description": "Push secret missing or wrong"}},
+    responses={
+        400: {"description": "Not a Pub/Sub push envelope"},
+        403: {"description": "Push secret missing or wrong"},
+        413: {"description": "Body too large"},
+    },
 )
 async def gmail_push(
     request: Request, token: Annotated[str | None, Query(max_length=256)] = None
@@ -145,6 +149,8 @@ async def gmail_push(
     responses={
         200: {"description": "validationToken echoed", "content": {"text/plain": {}}},
         202: {"description": "accepted"},
+        400: {"description": "Not a Graph notification"},
+        413: {"description": "Body too large"},
     },
 )
 async def outlook_push(

@@ -23,6 +23,7 @@ from app.context import ServiceContext
 from app.db.rls import org_transaction
 from app.jobs.queue import enqueue
 from app.messages.service import delete_remote_messages, store_remote_messages
+from app.observability.metrics import MESSAGES_SYNCED
 from app.platform.documents import document_storage
 from app.providers.base import Folder, MailProvider, MessageRef
 from app.providers.errors import (
@@ -310,6 +311,7 @@ async def run_sync(
             )
         logger.error("sync crashed", extra={**log, "error_type": type(exc).__name__})
         raise
+    MESSAGES_SYNCED.labels(account["provider"]).inc(run.stored)
     logger.info(
         "sync done",
         extra={**log, "fetched": run.fetched, "stored": run.stored, "deleted": run.deleted},

@@ -58,7 +58,10 @@ async def test_every_org_table_has_forced_rls_and_a_policy_per_command(
         # the sync interval (ids for push and polling; see sql/030)
         assert set(row["directory"]) <= {"r:ce_directory"}
         if row["directory"]:
-            assert row["name"] in ("public.ce_email_accounts", "public.ce_module_settings")
+            assert row["name"] in (
+                "public.ce_email_accounts", "public.ce_module_settings", "public.ce_emails",
+                "public.ce_email_tracking_events",
+            )
 
 
 async def test_app_role_is_neither_superuser_nor_bypassrls_nor_owner(

@@ -1,0 +1,117 @@
+"""Prometheus metrics. Labels are providers, statuses, types and account ids: never
+addresses, subjects or anything else from a message.
+
+Counters are fed where things happen (provider calls and throttling waits through the
+provider client's listeners, messages synced by the sync service); gauges that describe
+the whole service (queue depth, sync lag, emails by status, tracking events) are read
+from PostgreSQL at scrape time through id/count-only functions.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.db.rls import system_transaction
+from app.providers import http as provider_http
+
+REGISTRY = CollectorRegistry()
+
+PROVIDER_CALLS = Counter(
+    "ce_email_provider_calls_total",
+    "HTTP calls to mail providers",
+    ["provider", "status"],
+    registry=REGISTRY,
+)
+THROTTLE_WAITS = Counter(
+    "ce_email_provider_throttle_waits_total",
+    "Backoff or Retry-After waits before a retry",
+    ["provider"],
+    registry=REGISTRY,
+)
+THROTTLE_SECONDS = Counter(
+    "ce_email_provider_throttle_wait_seconds_total",
+    "Seconds spent waiting to retry",
+    ["provider"],
+    registry=REGISTRY,
+)
+MESSAGES_SYNCED = Counter(
+    "ce_email_messages_synced_total",
+    "Messages stored by sync",
+    ["provider"],
+    registry=REGISTRY,
+)
+SYNC_LAG = Gauge(
+    "ce_email_sync_lag_seconds",
+    "Seconds since the account last synced",
+    ["account_id", "provider", "status"],
+    registry=REGISTRY,
+)
+QUEUE_DEPTH = Gauge(
+    "ce_email_queue_depth",
+    "Jobs waiting or running",
+    ["queue", "status"],
+    registry=REGISTRY,
+)
+EMAILS = Gauge(
+    "ce_email_emails",
+    "Stored emails by direction and status (sends by status: outbound)",
+    ["direction", "status"],
+    registry=REGISTRY,
+)
+TRACKING_EVENTS = Gauge(
+    "ce_email_tracking_events",
+    "Tracking events recorded, by type",
+    ["type"],
+    registry=REGISTRY,
+)
+
+
+def _on_call(provider: str, kind: str, status: str) -> None:
+    if kind == "http":
+        PROVIDER_CALLS.labels(provider, status).inc()
+
+
+def _on_wait(provider: str, seconds: float) -> None:
+    THROTTLE_WAITS.labels(provider).inc()
+    THROTTLE_SECONDS.labels(provider).inc(seconds)
+
+
+_installed = False
+
+
+def install() -> None:
+    """Hook the counters to the provider client (once per process)."""
+    global _installed
+    if _installed:
+        return
+    provider_http.CALLS.add_listener(_on_call)
+    provider_http.THROTTLE_LISTENERS.append(_on_wait)
+    _installed = True
+
+
+async def render(engine: AsyncEngine) -> bytes:
+    async with system_transaction(engine) as session:
+        lag = (await session.execute(text("SELECT * FROM ce_metrics_sync_lag()"))).all()
+        queue = (
+            await session.execute(
+                text(
+                    "SELECT queue_name, status::text, count(*) FROM procrastinate_jobs "
+                    "WHERE status IN ('todo', 'doing') GROUP BY 1, 2"
+                )
+            )
+        ).all()
+        emails = (await session.execute(text("SELECT * FROM ce_metrics_email_counts()"))).all()
+        events = (await session.execute(text("SELECT * FROM ce_metrics_tracking_counts()"))).all()
+    for gauge in (SYNC_LAG, QUEUE_DEPTH, EMAILS, TRACKING_EVENTS):
+        gauge.clear()
+    for account_id, provider, status, seconds in lag:
+        SYNC_LAG.labels(str(account_id), provider, status).set(seconds)
+    for queue_name, status, count in queue:
+        QUEUE_DEPTH.labels(queue_name, status).set(count)
+    for direction, status, count in emails:
+        EMAILS.labels(direction, status).set(count)
+    for type_, count in events:
+        TRACKING_EVENTS.labels(type_).set(count)
+    return generate_latest(REGISTRY)
