@@ -16,8 +16,9 @@ COPY --chown=ceemail alembic.ini ./
 COPY --chown=ceemail app ./app
 COPY --chown=ceemail migrations ./migrations
 COPY --chown=ceemail sql ./sql
+RUN mkdir -p /srv/ce-email/documents && chown ceemail /srv/ce-email/documents
 USER ceemail
-ENV CE_ENV=production PYTHONUNBUFFERED=1
+ENV CE_ENV=production PYTHONUNBUFFERED=1 DOCUMENT_STORAGE_DIR=/srv/ce-email/documents
 EXPOSE 8000
 HEALTHCHECK CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz')"
 CMD ["ce-email", "serve", "--host", "0.0.0.0", "--port", "8000"]

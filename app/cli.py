@@ -186,6 +186,27 @@ def rotate_keys() -> None:
         raise typer.Exit(code=1)
 
 
+@cli.command()
+def demo(
+    port: Annotated[int | None, typer.Option(help="port to serve on (default: a free one)")] = None,
+    exit_after: Annotated[
+        bool, typer.Option("--exit", help="stop when the walkthrough is done")
+    ] = False,
+) -> None:
+    """The whole flow on the embedded database and the sandbox, then keep serving."""
+    import os
+
+    from app.demo import run_demo
+    from app.logs import configure_logging
+
+    settings = _settings()
+    if settings.is_production:
+        _fail("the demo is refused when CE_ENV=production")
+    # JSON logs on stderr; quiet unless LOG_LEVEL asks (the walkthrough is on stdout)
+    configure_logging(os.environ.get("LOG_LEVEL", "WARNING"))
+    asyncio.run(run_demo(settings, port=port, keep_serving=not exit_after))
+
+
 @dev.command("seed-org")
 def dev_seed_org(name: Annotated[str, typer.Option(help="organisation name")]) -> None:
     """Create an org with an admin and a member; print their ids and 24 h tokens."""

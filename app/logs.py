@@ -93,3 +93,17 @@ def configure_logging(level: str = "INFO") -> None:
     for noisy in ("uvicorn.access",):
         logging.getLogger(noisy).handlers[:] = []
         logging.getLogger(noisy).propagate = False
+    # Libraries that log what passes through them (SQL parameters, full URLs with tokens,
+    # HTTP headers) stay at WARNING whatever LOG_LEVEL says: DEBUG must not mean leaks.
+    for chatty in (
+        "sqlalchemy.engine",
+        "sqlalchemy.pool",
+        "asyncpg",
+        "httpx",
+        "httpcore",
+        "hpack",
+        "psycopg",
+        "multipart",
+        "python_multipart",
+    ):
+        logging.getLogger(chatty).setLevel(logging.WARNING)

@@ -28,6 +28,7 @@ from app.messages.endpoints import register as register_email_routes
 from app.observability.endpoints import router as metrics_router
 from app.observability.metrics import install as install_metrics
 from app.openapi import install_openapi
+from app.send.endpoints import register as register_send_routes
 from app.settings.endpoints import router as settings_router
 from app.sync.endpoints import sync_router, webhooks_router
 
@@ -122,6 +123,7 @@ def create_app(
     app.include_router(sync_router)
     app.include_router(webhooks_router)
     register_email_routes(app)
+    register_send_routes(app)
 
     if settings.ce_sandbox:
         from app.sandbox import SandboxState, create_sandbox_app

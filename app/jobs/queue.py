@@ -80,11 +80,13 @@ _JOB_APPS: dict[str, procrastinate.App] = {}
 def job_app_with_tasks(settings: Settings) -> procrastinate.App:
     """One job app per database per process: adding the blueprint's tasks renames them in
     place (the namespace prefix), so it must happen once."""
+    from app.send.jobs import blueprint as send_blueprint
     from app.sync.jobs import blueprint as sync_blueprint
 
     key = libpq_url(app_url(settings, "psycopg"))
     if key not in _JOB_APPS:
         app = create_job_app(settings)
         app.add_tasks_from(sync_blueprint, namespace="ce")
+        app.add_tasks_from(send_blueprint, namespace="ce")
         _JOB_APPS[key] = app
     return _JOB_APPS[key]

@@ -42,7 +42,10 @@ def get_state(request: Request) -> SandboxState:
 
 
 def bearer(request: Request) -> str | None:
-    value = request.headers.get("authorization", "")
+    return bearer_of(request.headers.get("authorization", ""))
+
+
+def bearer_of(value: str) -> str | None:
     scheme, _, token = value.partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
 
@@ -70,9 +73,29 @@ async def open_call(
     request: Request, provider: Provider, units: int, *, user_id: str | None = None
 ) -> ApiCall:
     """Authenticate and admit one API call; the caller must `close_call` it afterwards."""
-    state = get_state(request)
+    return await admit_call(
+        get_state(request),
+        provider,
+        bearer(request),
+        units,
+        user_id=user_id,
+        graph_user=request.scope.get(GRAPH_USER_SCOPE_KEY),
+    )
+
+
+async def admit_call(
+    state: SandboxState,
+    provider: Provider,
+    access_token: str | None,
+    units: int,
+    *,
+    user_id: str | None = None,
+    graph_user: str | None = None,
+) -> ApiCall:
+    """`open_call` without a request: what the Gmail batch endpoint uses for its inner
+    calls, so each is authenticated, counted, throttled and faulted like a direct one."""
     pstate = state.provider(provider)
-    value = bearer(request)
+    value = access_token
     token = state.access_token(provider, value) if value else None
     if token is None:
         if provider == "gmail":
@@ -81,7 +104,7 @@ async def open_call(
             "Access token has expired or is not yet valid." if value else "Access token is empty."
         )
     box = pstate.require_mailbox(token.grant.mailbox)
-    _check_user(provider, box, user_id, request)
+    _check_user(provider, box, user_id, graph_user)
 
     stats = box.stats
     stats.calls += 1
@@ -130,12 +153,11 @@ async def graph_api(request: Request) -> AsyncIterator[ApiCall]:
 # --------------------------------------------------------------------------- steps
 
 
-def _check_user(provider: Provider, box: Mailbox, user_id: str | None, request: Request) -> None:
+def _check_user(provider: Provider, box: Mailbox, user_id: str | None, named: str | None) -> None:
     if provider == "gmail":
         if user_id is not None and user_id != "me" and user_id.lower() != box.address:
             raise google_error(403, f"Delegation denied for {box.address}", "forbidden")
         return
-    named = request.scope.get(GRAPH_USER_SCOPE_KEY)
     if named and named.lower() not in (box.address, graph_user_id(box.address)):
         raise graph_error(
             403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."

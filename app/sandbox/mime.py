@@ -293,6 +293,21 @@ class Parsed:
         return _WS.sub(" ", self.bodies().as_text()).strip()[:limit]
 
 
+GMAIL_SNIPPET_LENGTH = 200
+
+
+def gmail_snippet(parsed: Parsed) -> str:
+    """Gmail's `snippet`: the start of the text, HTML-escaped."""
+    text = parsed.preview(GMAIL_SNIPPET_LENGTH)
+    return (
+        text.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("'", "&#39;")
+    )
+
+
 def html_to_text(markup: str) -> str:
     markup = _INVISIBLE.sub("", markup)
     markup = _BLOCK_END.sub("\n", markup)

@@ -90,6 +90,9 @@ class StoredMessage:
     draft: dict[str, Any] | None = None
     """Graph drafts: the JSON they are rendered from (the raw is re-rendered on change)."""
     sent_ms: int | None = None
+    gmail_snippet: tuple[bytes, str] | None = field(default=None, repr=False)
+    """(the raw it was made from, Gmail's snippet): computed when the message is stored,
+    as Gmail does, so rendering `format=raw` never parses the message again."""
 
     @property
     def index_entry(self) -> IndexEntry:
@@ -542,6 +545,8 @@ class SandboxState:
             is_read=(folder != "inbox") if is_read is None else is_read,
             history_id=0,
         )
+        if provider == "gmail":
+            message.gmail_snippet = (raw, mime.gmail_snippet(mime.Parsed(raw)))
         record = box.add(message)
         box.trim_log(self.max_log_records)
         if notify:

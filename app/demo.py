@@ -1,0 +1,406 @@
+"""`ce-email demo`: the whole product in one command, on the embedded database and the sandbox.
+
+It serves the real API (with the sandbox and a job worker in-process) and drives it over
+HTTP exactly as the CRM frontend, a browser and the mail providers would: OAuth through
+the real endpoints, syncs through the job queue, a tracked send, an open and a click.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+import sys
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.config import Settings
+from app.db.urls import owner_url
+
+GMAIL_BOX = "dr.smith@riverside-clinic.test"
+OUTLOOK_BOX = "dr.jones@riverside-clinic.onmicrosoft.com"
+FRONTEND = "http://localhost:3000"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _mail(
+    sender: str,
+    to: str,
+    subject: str,
+    body: str,
+    *,
+    days_ago: float,
+    cc: str | None = None,
+    attachment: tuple[str, bytes] | None = None,
+) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    if cc:
+        msg["Cc"] = cc
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(datetime.now(UTC) - timedelta(days=days_ago))
+    msg["Message-ID"] = make_msgid(domain="demo.example")
+    msg.set_content(body)
+    msg.add_alternative(f"<p>{body}</p>", subtype="html")
+    if attachment:
+        msg.add_attachment(
+            attachment[1], maintype="application", subtype="pdf", filename=attachment[0]
+        )
+    return bytes(msg)
+
+
+def _realistic_mail(box: str) -> list[tuple[str, bytes, float]]:
+    """(folder, raw, days ago): referrals, lab results, scheduling, a newsletter, replies.
+    Inbound mail goes to both doctors (To one, Cc the other), so the same message sits in
+    two mailboxes: the timelines show it once."""
+    pdf = b"%PDF-1.4\n% demo lab report\n"
+    hospital = "cardiology.stmarys-hospital.org"
+    both = f"{GMAIL_BOX}, {OUTLOOK_BOX}"
+    specs: list[tuple[str, str, str, str, str, float, dict[str, Any]]] = [
+        (
+            "inbox",
+            f"Dr. Amara Lee <a.lee@{hospital}>",
+            both,
+            "Referral: Jordan Patel, cardiology consult",
+            "Please find the referral for Jordan Patel attached.",
+            6,
+            {"cc": "jordan.patel@example.net", "attachment": ("referral.pdf", pdf)},
+        ),
+        (
+            "inbox",
+            "Lab Results <results@lab.stmarys-hospital.org>",
+            both,
+            "Lab results ready",
+            "The results for your request are available.",
+            4,
+            {},
+        ),
+        (
+            "inbox",
+            "Jordan Patel <jordan.patel@example.net>",
+            both,
+            "Question about my appointment",
+            "Can we move it to Thursday?",
+            3,
+            {},
+        ),
+        (
+            "inbox",
+            "Maria Gomez <maria.gomez@gmail.com>",
+            box,
+            "Thank you!",
+            "Thanks for the quick follow-up.",
+            2,
+            {},
+        ),
+        (
+            "inbox",
+            "Northside Imaging <scheduling@northside-imaging.com>",
+            box,
+            "MRI slot confirmed",
+            "The MRI is booked for Monday 9am.",
+            1.5,
+            {},
+        ),
+        (
+            "inbox",
+            "Health Weekly <news@healthweekly.example>",
+            box,
+            "This week in health",
+            "Our weekly newsletter.",
+            1,
+            {},
+        ),
+        (
+            "sent",
+            box,
+            "Jordan Patel <jordan.patel@example.net>",
+            "Re: Question about my appointment",
+            "Thursday works, see you then.",
+            2.5,
+            {},
+        ),
+        (
+            "sent",
+            box,
+            f"a.lee@{hospital}",
+            "Re: Referral: Jordan Patel",
+            "Thanks, we will see him next week.",
+            5,
+            {},
+        ),
+    ]
+    return [
+        (folder, _mail(sender, to, subject, body, days_ago=days, **extra), days)
+        for folder, sender, to, subject, body, days, extra in specs
+    ]
+
+
+@dataclass
+class Demo:
+    base: str
+    http: httpx.AsyncClient
+    out: Any = sys.stdout
+
+    def say(self, line: str = "") -> None:
+        self.out.write(line + "\n")
+        self.out.flush()
+
+    def headers(self, token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    async def connect(self, provider: str, mailbox: str, token: str) -> str:
+        r = await self.http.get(
+            f"{self.base}/v1/oauth/{provider}/authorize",
+            params={"return_to": f"{FRONTEND}/settings/email", "login_hint": mailbox},
+            headers=self.headers(token),
+        )
+        r.raise_for_status()
+        consent = await self.http.get(r.json()["authorization_url"])  # the provider's page
+        callback = await self.http.get(consent.headers["location"])  # back to us
+        target = callback.headers["location"]
+        params = {k: v[0] for k, v in parse_qs(urlsplit(target).query).items()}
+        if "account_id" not in params:
+            raise RuntimeError(f"connect failed: {params.get('error')}")
+        self.say(f"  {provider:<8} {mailbox:<45} connected → {target.split('?')[0]}?account_id=…")
+        return params["account_id"]
+
+    async def wait_synced(self, accounts: dict[str, str], token: str) -> None:
+        width = 30
+        for _ in range(600):
+            states = []
+            for provider, account_id in accounts.items():
+                s = (
+                    await self.http.get(
+                        f"{self.base}/v1/accounts/{account_id}/sync", headers=self.headers(token)
+                    )
+                ).json()
+                states.append((provider, s))
+            line = "  ".join(
+                f"{p}: [{'#' * min(width, int(width * (s['processed'] / max(1, s['estimate'] or 1))))}"
+                f"{'.' * (width - min(width, int(width * (s['processed'] / max(1, s['estimate'] or 1)))))}]"
+                f" {s['processed']}/{s['estimate'] or '?'} {s['state']}"
+                for p, s in states
+            )
+            self.out.write("\r  " + line)
+            self.out.flush()
+            if all(s["state"] == "idle" and s["last_synced_at"] for _, s in states):
+                self.say()
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError("sync did not finish")
+
+    async def timeline(self, title: str, path: str, token: str) -> None:
+        r = await self.http.get(f"{self.base}{path}", headers=self.headers(token))
+        r.raise_for_status()
+        self.say(f"\n{title}")
+        for item in r.json()["items"]:
+            when = (item.get("sent_at") or item.get("occurred_at") or "")[:16].replace("T", " ")
+            arrow = "→" if item["direction"] == "outbound" else "←"
+            self.say(f"  {when}  {arrow} {item['subject']}")
+
+
+async def run_demo(settings: Settings, *, port: int | None, keep_serving: bool) -> None:
+    import uvicorn
+
+    from app.cli import run_migrations
+    from app.main import create_app
+    from app.platform import fixtures
+
+    port = port or _free_port()
+    base = f"http://127.0.0.1:{port}"
+    settings = settings.model_copy(
+        update={
+            "ce_sandbox": True,
+            "public_base_url": base,
+            "run_worker_in_process": True,
+            "frontend_origins": FRONTEND,
+        }
+    ).with_sandbox_urls()
+    out = sys.stdout
+    out.write("ce-email demo — embedded PostgreSQL, provider sandbox, one process\n\n")
+    run_migrations(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+            log_config=None,
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    owner = create_async_engine(owner_url(settings, "asyncpg"))
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+            for _ in range(200):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(f"{base}/readyz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+            demo = Demo(base, http, out)
+            demo.say("1. An organisation, its staff, contacts and partners")
+            org = await fixtures.seed_org(owner, settings, "Riverside Clinic")
+            org_id = uuid.UUID(org["org_id"])
+            token = org["admin"]["token"]
+            contact = await fixtures.add_contact(
+                owner, settings, org_id, ["jordan.patel@example.net"], "Jordan Patel"
+            )
+            await fixtures.add_contact(
+                owner, settings, org_id, ["maria.gomez@gmail.com"], "Maria Gomez"
+            )
+            partner = await fixtures.add_partner(
+                owner, settings, org_id, ["stmarys-hospital.org"], "St Mary's Hospital"
+            )
+            await fixtures.add_partner(
+                owner, settings, org_id, ["northside-imaging.com"], "Northside Imaging"
+            )
+            doc_path = Path(settings.data_dir) / "demo" / "care-plan.pdf"
+            doc_path.parent.mkdir(parents=True, exist_ok=True)
+            doc_path.write_bytes(b"%PDF-1.4\n% Riverside care plan (demo)\n")
+            document = await fixtures.add_document(owner, settings, org_id, doc_path)
+            demo.say(
+                f"  org {org['org_id']}: admin {org['admin']['email']}, "
+                f"member {org['member']['email']}"
+            )
+            demo.say(
+                "  contacts: Jordan Patel, Maria Gomez; partners: St Mary's Hospital "
+                "(stmarys-hospital.org), Northside Imaging"
+            )
+
+            demo.say("\n2. Mail waiting in two mailboxes (sandbox Gmail and Outlook)")
+            mail = _realistic_mail(GMAIL_BOX)
+            for provider, box in (("gmail", GMAIL_BOX), ("outlook", OUTLOOK_BOX)):
+                seeded = 0
+                for folder, raw, days in mail:
+                    if provider == "outlook" and (
+                        folder == "sent" or b"Health Weekly" in raw or b"Maria Gomez" in raw
+                    ):
+                        continue  # the outlook box shares the doctors' inbound mail only
+                    received = (datetime.now(UTC) - timedelta(days=days)).isoformat()
+                    r = await http.post(
+                        f"{base}/_sandbox/{provider}/mailboxes/{box}/messages",
+                        params={"folder": folder, "received_at": received},
+                        content=raw,
+                        headers={"Content-Type": "message/rfc822"},
+                    )
+                    r.raise_for_status()
+                    seeded += 1
+                demo.say(f"  {provider:<8} {box}: {seeded} messages")
+
+            demo.say("\n3. Connecting both mailboxes through the OAuth endpoints")
+            accounts = {
+                "gmail": await demo.connect("gmail", GMAIL_BOX, token),
+                "outlook": await demo.connect("outlook", OUTLOOK_BOX, token),
+            }
+            demo.say("\n4. Syncing (the first sync was queued by the connect)")
+            await demo.wait_synced(accounts, token)
+
+            await demo.timeline(
+                "5. Jordan Patel's email timeline (contact)",
+                f"/v1/contacts/{contact['contact_id']}/emails",
+                token,
+            )
+            await demo.timeline(
+                "   St Mary's Hospital's email timeline (partner, by domain)",
+                f"/v1/partners/{partner['partner_id']}/emails",
+                token,
+            )
+
+            demo.say("\n6. Sending a tracked email with an attachment from Jordan's page")
+            r = await http.post(
+                f"{base}/v1/emails",
+                headers={**demo.headers(token), "Idempotency-Key": f"demo-{uuid.uuid4()}"},
+                json={
+                    "account_id": accounts["gmail"],
+                    "contact_id": contact["contact_id"],
+                    "to": ["jordan.patel@example.net"],
+                    "subject": "Your care plan",
+                    "html": "<p>Hello Jordan, your care plan is attached. "
+                    'Directions: <a href="https://maps.example.com/riverside">map</a></p>',
+                    "text": "Hello Jordan, your care plan is attached.",
+                    "document_ids": [document["document_id"]],
+                },
+            )
+            r.raise_for_status()
+            email_id = r.json()["id"]
+            for _ in range(150):
+                detail = (
+                    await http.get(f"{base}/v1/emails/{email_id}", headers=demo.headers(token))
+                ).json()
+                if detail["status"] != "queued":
+                    break
+                await asyncio.sleep(0.2)
+            demo.say(f"  email {email_id}: {detail['status']}")
+            sent = (await http.get(f"{base}/_sandbox/gmail/mailboxes/{GMAIL_BOX}/sent")).json()
+            raw = sent["items"][-1]["raw"]
+            pixel = re.search(
+                r'src="?(http[^"\s>]+/t/o/[^"\s>]+)',
+                raw.replace("=\r\n", "").replace("=\n", "").replace("=3D", "="),
+            )
+            click = re.search(
+                r'href="?(http[^"\s>]+/t/c/[^"\s>]+)',
+                raw.replace("=\r\n", "").replace("=\n", "").replace("=3D", "="),
+            )
+            demo.say("\n7. The recipient opens it and clicks the link")
+            human = {"User-Agent": "Mozilla/5.0 (Macintosh) AppleWebKit/605.1.15 Safari/605.1"}
+            if pixel:
+                r = await http.get(pixel.group(1), headers=human)
+                demo.say(
+                    f"  GET /t/o/… → {r.status_code} {r.headers.get('content-type')} "
+                    f"({len(r.content)} bytes)"
+                )
+            if click:
+                r = await http.get(click.group(1), headers=human)
+                demo.say(f"  GET /t/c/… → {r.status_code} Location: {r.headers.get('location')}")
+            detail = (
+                await http.get(f"{base}/v1/emails/{email_id}", headers=demo.headers(token))
+            ).json()
+            demo.say(f"  tracking: {detail.get('tracking')}")
+
+            demo.say("\n8. Notifications for the sender (PF-10)")
+            async with owner.connect() as conn:
+                rows = (
+                    await conn.execute(
+                        text(
+                            "SELECT type, created_at FROM notifications WHERE org_id = :o "
+                            "ORDER BY created_at"
+                        ),
+                        {"o": org_id},
+                    )
+                ).all()
+            for type_, created in rows:
+                demo.say(f"  {created:%H:%M:%S}  {type_}")
+
+            demo.say("\nExplore:")
+            demo.say(f"  API docs      {base}/docs")
+            demo.say(f"  Accounts      curl -H 'Authorization: Bearer $TOKEN' {base}/v1/accounts")
+            demo.say(f"  Timeline      {base}/v1/contacts/{contact['contact_id']}/emails")
+            demo.say(f"  Metrics       {base}/metrics")
+            demo.say(f"  TOKEN={token}")
+            if keep_serving:
+                demo.say("\nServing until Ctrl-C.")
+                await serving
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(serving, timeout=10)
+        await owner.dispose()
