@@ -153,6 +153,16 @@ def _realistic_mail(box: str) -> list[tuple[str, bytes, float]]:
     ]
 
 
+def _bar(provider: str, status: dict[str, Any], width: int) -> str:
+    done = status["processed"]
+    total = status["estimate"] or 0
+    filled = min(width, int(width * done / total)) if total else 0
+    return (
+        f"{provider}: [{'#' * filled}{'.' * (width - filled)}] "
+        f"{done}/{total or '?'} {status['state']}"
+    )
+
+
 @dataclass
 class Demo:
     base: str
@@ -193,12 +203,7 @@ class Demo:
                     )
                 ).json()
                 states.append((provider, s))
-            line = "  ".join(
-                f"{p}: [{'#' * min(width, int(width * (s['processed'] / max(1, s['estimate'] or 1))))}"
-                f"{'.' * (width - min(width, int(width * (s['processed'] / max(1, s['estimate'] or 1)))))}]"
-                f" {s['processed']}/{s['estimate'] or '?'} {s['state']}"
-                for p, s in states
-            )
+            line = "  ".join(_bar(p, s, width) for p, s in states)
             self.out.write("\r  " + line)
             self.out.flush()
             if all(s["state"] == "idle" and s["last_synced_at"] for _, s in states):

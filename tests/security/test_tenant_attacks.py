@@ -57,8 +57,8 @@ async def _org_a_world(
         email_id, attachment_id = (
             await conn.execute(
                 text(
-                    "SELECT e.id, a.id FROM ce_emails e JOIN ce_email_attachments a ON a.email_id = e.id"
-                    " WHERE e.account_id = :a"
+                    "SELECT e.id, a.id FROM ce_emails e "
+                    "JOIN ce_email_attachments a ON a.email_id = e.id WHERE e.account_id = :a"
                 ),
                 {"a": account["id"]},
             )
