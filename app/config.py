@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     """Parts per Gmail batch request (Google: at most 100, more than 50 not recommended)."""
     graph_fetch_concurrency: int = 4
     """Concurrent Graph requests per mailbox when fetching messages (Outlook allows 4)."""
+    sync_fetch_pipeline_depth: int = 2
+    """Pages of message fetches (each one Gmail batch request) a sync keeps in flight
+    while it parses and stores earlier ones; 1 fetches only once the previous page is
+    stored. Keep it small: Gmail limits concurrent requests per user (Graph's own cap,
+    `graph_fetch_concurrency`, applies across pages)."""
+    sync_parse_processes: int = 0
+    """Processes that parse synced mail beside the event loop (0: parse in it, yielding
+    between messages). Worth it when a core is otherwise idle during a sync."""
 
     # Sandbox knobs (only read when CE_SANDBOX=1 or `ce-email sandbox`)
     sandbox_subscription_max_minutes: int = 10080

@@ -38,7 +38,8 @@ logger = logging.getLogger("app.http")
 async def _queue_first_sync(session: Any, org_id: UUID, account_id: UUID) -> None:
     from app.sync.service import enqueue_sync
 
-    await enqueue_sync(session, org_id, account_id, reason="connect", priority=10)
+    # a backfill: behind push-triggered syncs and sends (priority 10)
+    await enqueue_sync(session, org_id, account_id, reason="connect", priority=0)
 
 
 def create_app(

@@ -45,6 +45,19 @@ WORDS = (
 ).split()
 
 
+def _peak_rss_mb(pid: int | str = "self") -> float:
+    """The high-water RSS of a process. VmHWM, not ru_maxrss: Linux carries ru_maxrss over
+    fork and exec, so a child started by a big parent would report the parent's peak."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if pid == "self" else 0.0
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -179,7 +192,7 @@ async def _child(count: int, sandbox_base: str, mailbox: str) -> dict[str, float
     from app.db.urls import owner_url
     from app.platform.fixtures import seed_org
     from app.providers.http import message_fetches, reset_call_counts
-    from app.sync.service import run_sync
+    from app.sync import service as sync_service
 
     settings = _settings(sandbox_base)
     owner_engine = create_async_engine(owner_url(settings, "asyncpg"))
@@ -190,11 +203,15 @@ async def _child(count: int, sandbox_base: str, mailbox: str) -> dict[str, float
     db = create_database(settings)
     ctx = ServiceContext.build(settings, db.engine)
     account_id = await _connect(ctx, org_id, owner, mailbox)
+    sync_service.start_parse_pool(settings)  # as a worker would at startup (none by default)
     reset_call_counts()
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_before = _peak_rss_mb()
     started = time.perf_counter()
-    run = await run_sync(ctx, org_id, account_id, reason="bench")
+    run = await sync_service.run_sync(ctx, org_id, account_id, reason="bench")
     elapsed = time.perf_counter() - started
+    peak_rss = _peak_rss_mb()
+    pool = sync_service._parse_pool
+    parse_rss = sum(_peak_rss_mb(pid) for pid in (pool._processes if pool else {}))
     assert run is not None
     stored = run.stored
     fetches = message_fetches("gmail")
@@ -209,7 +226,8 @@ async def _child(count: int, sandbox_base: str, mailbox: str) -> dict[str, float
         "messages_per_s": round(count / elapsed, 1),
         "ceiling_messages_per_s": round(ceiling, 1),
         "fetches_per_message": round(fetches / count, 3),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": round(peak_rss, 1),
+        "parse_processes_peak_rss_mb": round(parse_rss, 1),
         "rss_before_sync_mb": round(rss_before, 1),
     }
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import json
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -97,20 +99,34 @@ def _participants_json(people: Sequence[Participant]) -> str:
     )
 
 
+# Both are pure functions of a few addresses, and a mailbox's mail comes from and goes to
+# the same people over and over: memoised, they cost a dict lookup per message.
+@lru_cache(maxsize=4096)
+def _link_keys_of(
+    direction: str, own_address: str, sender: str | None, recipients: tuple[str, ...]
+) -> LinkKeys:
+    return link_keys(
+        direction=direction, own_address=own_address, sender=sender, recipients=recipients
+    )
+
+
+@lru_cache(maxsize=1024)
+def _is_own_address(address: str, own_address: str) -> bool:
+    return same_address(address, own_address)
+
+
 def prepare_message(remote: RemoteMessage, own_address: str, body_limit_bytes: int) -> _Prepared:
     """Parse one message and decide its direction, time and linking keys (pure, CPU only)."""
     parsed = parse_message(remote.raw, body_limit_bytes=body_limit_bytes)
     sender = parsed.from_.address if parsed.from_ else None
-    from_is_own = sender is not None and same_address(sender, own_address)
+    from_is_own = sender is not None and _is_own_address(sender, own_address)
     direction = "outbound" if remote.folder == "sent" or from_is_own else "inbound"
     if direction == "outbound":
         occurred_at = parsed.sent_at or remote.received_at
     else:
         occurred_at = remote.received_at
-    recipients = [p.address for p in (*parsed.to, *parsed.cc, *parsed.bcc)]
-    keys = link_keys(
-        direction=direction, own_address=own_address, sender=sender, recipients=recipients
-    )
+    recipients = tuple(p.address for p in (*parsed.to, *parsed.cc, *parsed.bcc))
+    keys = _link_keys_of(direction, own_address, sender, recipients)
     imid = parsed.internet_message_id or normalise_message_id(remote.internet_message_id)
     return _Prepared(uuid.uuid4(), remote, parsed, direction, occurred_at, imid, keys)
 
@@ -216,6 +232,62 @@ async def _store_documents(
     return ids
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedPage:
+    """One page of messages parsed and ready to write (`prepare_page`)."""
+
+    messages: int
+    """How many messages the page had (repeats included)."""
+    prepared: list[_Prepared]
+
+
+def prepare_page(
+    account: Any, messages: Sequence[RemoteMessage], body_limit_kb: int
+) -> PreparedPage:
+    """The CPU half of `store_remote_messages`: parse each message once (repeats of one
+    provider id are parsed once). No I/O, so a caller may run it while the previous
+    page's write is waiting on the database."""
+    own_address = str(_field(account, "email_address"))
+    body_limit_bytes = max(0, int(body_limit_kb)) * 1024
+    # Callers skip the ids they know already (the sync engine does); a repeat that still
+    # comes through is parsed for nothing but written nowhere (ON CONFLICT DO NOTHING).
+    fresh = list({m.id: m for m in messages}.values())
+    return PreparedPage(
+        len(messages), [prepare_message(m, own_address, body_limit_bytes) for m in fresh]
+    )
+
+
+def prepare_page_for_transfer(
+    account: Any, messages: Sequence[RemoteMessage], body_limit_kb: int
+) -> PreparedPage:
+    """`prepare_page` in a parse process: the page goes back without the raw bytes (the
+    write never reads them), which halves what crosses the process boundary."""
+    page = prepare_page(account, messages, body_limit_kb)
+    for prepared in page.prepared:
+        prepared.remote = dataclasses.replace(prepared.remote, raw=b"")
+    return page
+
+
+async def prepare_page_cooperatively(
+    account: Any, messages: Sequence[RemoteMessage], body_limit_kb: int, *, slice_size: int = 4
+) -> PreparedPage:
+    """`prepare_page`, handing the event loop back every `slice_size` messages: a page
+    is tens of milliseconds of parsing, and meanwhile the previous page's write (one
+    statement per loop turn) and the next fetches (one read per turn) must keep going."""
+    own_address = str(_field(account, "email_address"))
+    body_limit_bytes = max(0, int(body_limit_kb)) * 1024
+    fresh = list({m.id: m for m in messages}.values())
+    prepared = []
+    for start in range(0, len(fresh), slice_size):
+        if start:
+            await asyncio.sleep(0)
+        prepared.extend(
+            prepare_message(m, own_address, body_limit_bytes)
+            for m in fresh[start : start + slice_size]
+        )
+    return PreparedPage(len(messages), prepared)
+
+
 async def store_remote_messages(
     session: AsyncSession,
     *,
@@ -233,18 +305,27 @@ async def store_remote_messages(
     we sent ourselves (a row with its Message-ID but no provider id yet) is completed with
     the provider's ids instead of being stored twice. Attachment bytes go to `storage`
     (PF-11) when given and under `attachment_max_bytes`; the metadata always."""
-    account_id = UUID(str(_field(account, "id")))
-    own_address = str(_field(account, "email_address"))
-    body_limit_bytes = max(0, int(body_limit_kb)) * 1024
+    page = prepare_page(account, messages, body_limit_kb)
+    return await store_prepared_page(
+        session, org_id=org_id, account=account, page=page, storage=storage
+    )
 
-    # Callers skip the ids they know already (the sync engine does); a repeat that still
-    # comes through is parsed for nothing but written nowhere (ON CONFLICT DO NOTHING).
-    fresh = list({m.id: m for m in messages}.values())
-    duplicates = len(messages) - len(fresh)
-    if not fresh:
+
+async def store_prepared_page(
+    session: AsyncSession,
+    *,
+    org_id: UUID,
+    account: Any,
+    page: PreparedPage,
+    storage: DocumentStorage | None,
+) -> StoreResult:
+    """The database half of `store_remote_messages` (same contract)."""
+    account_id = UUID(str(_field(account, "id")))
+    prepared = page.prepared
+    duplicates = page.messages - len(prepared)
+    if not prepared:
         return StoreResult(stored=0, completed=0, duplicates=duplicates, links=0)
 
-    prepared = [prepare_message(m, own_address, body_limit_bytes) for m in fresh]
     matches = await match_links(session, [p.keys for p in prepared])
     matched: dict[UUID, Matches] = {p.id: m for p, m in zip(prepared, matches, strict=True)}
 
@@ -348,7 +429,7 @@ async def store_remote_messages(
         extra={
             "account_id": str(account_id),
             "stored": result.stored,
-            "count": len(messages),
+            "count": page.messages,
         },
     )
     return result

@@ -9,22 +9,34 @@ Provider errors become account state in one place: `run_sync`'s handler.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
+import multiprocessing
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from app.accounts import repository as accounts_repository
+from app.config import Settings
 from app.context import ServiceContext
 from app.db.rls import org_transaction
 from app.jobs.queue import enqueue
-from app.messages.service import delete_remote_messages, store_remote_messages
+from app.messages.service import (
+    PreparedPage,
+    delete_remote_messages,
+    prepare_page_cooperatively,
+    prepare_page_for_transfer,
+    store_prepared_page,
+)
 from app.observability.metrics import MESSAGES_SYNCED
-from app.platform.documents import document_storage
+from app.platform.documents import DocumentStorage, document_storage
 from app.providers.base import Folder, MailProvider, MessageRef
 from app.providers.errors import (
     AuthRevoked,
@@ -64,7 +76,15 @@ class SyncRun:
     async def ingest(
         self, refs: Sequence[MessageRef], phase: str, folder: Folder | None = None
     ) -> None:
-        """Fetch what we do not have yet (one fetch per message) and store it."""
+        """Fetch what we do not have yet (one fetch per message) and store it.
+
+        A pipeline over pages of FETCH_CHUNK messages: up to `sync_fetch_pipeline_depth`
+        fetches are in flight, the page that arrived is parsed while the previous one is
+        being written, and pages are written one after the other, in order, each in its
+        own transaction with its progress. It returns (and so the caller saves a cursor)
+        only once every page is stored; on an error, what is in flight is dropped or
+        finished (a started write commits whole or not at all) before the error goes on.
+        """
         self.listed += len(refs)
         self.seen.update(r.id for r in refs)
         async with org_transaction(self.ctx.engine, self.org_id) as session:
@@ -73,32 +93,77 @@ class SyncRun:
             )
         missing = [r for r in dict((r.id, r) for r in refs).values() if r.id not in known]
         storage = document_storage(self.ctx.settings)
-        for start in range(0, len(missing), FETCH_CHUNK):
-            chunk = missing[start : start + FETCH_CHUNK]
-            messages = [m for m in await self.provider.get_messages(chunk, folder) if m]
-            self.fetched += len(chunk)
-            async with org_transaction(self.ctx.engine, self.org_id) as session:
-                result = await store_remote_messages(
-                    session,
-                    org_id=self.org_id,
-                    account=self.account,
-                    messages=messages,
-                    body_limit_kb=self.body_limit_kb,
-                    storage=storage,
-                )
-                await repository.progress(
-                    session,
-                    self.account_id,
-                    phase=phase,
-                    processed_delta=len(chunk),
-                    estimate=self.listed,
-                )
-            self.stored += _stored_count(result)
+        chunks = deque(
+            missing[start : start + FETCH_CHUNK] for start in range(0, len(missing), FETCH_CHUNK)
+        )
+        depth = max(1, self.ctx.settings.sync_fetch_pipeline_depth)
+        pages: deque[tuple[list[MessageRef], asyncio.Task[PreparedPage]]] = deque()
+        write: asyncio.Task[None] | None = None
+
+        def start_next() -> None:
+            if chunks:
+                chunk = chunks.popleft()
+                pages.append((chunk, asyncio.ensure_future(self._fetch_and_prepare(chunk, folder))))
+
+        try:
+            for _ in range(depth):
+                start_next()
+            while pages:
+                chunk, task = pages.popleft()
+                page = await task
+                self.fetched += len(chunk)
+                start_next()
+                if write is not None:
+                    await write
+                write = asyncio.ensure_future(self._write(page, len(chunk), phase, storage))
+            if write is not None:
+                await write
+        finally:
+            pending = [task for _, task in pages]
+            for task in pending:
+                task.cancel()
+            if write is not None and not write.done():
+                pending.append(write)
+            await asyncio.gather(*pending, return_exceptions=True)
         if not missing and refs:
             async with org_transaction(self.ctx.engine, self.org_id) as session:
                 await repository.progress(
                     session, self.account_id, phase=phase, processed_delta=0, estimate=self.listed
                 )
+
+    async def _fetch_and_prepare(
+        self, chunk: list[MessageRef], folder: Folder | None
+    ) -> PreparedPage:
+        messages = [m for m in await self.provider.get_messages(chunk, folder) if m]
+        pool = parse_pool(self.ctx.settings)
+        if pool is not None:
+            owner = {"email_address": self.account["email_address"]}
+            try:
+                return await asyncio.get_running_loop().run_in_executor(
+                    pool, prepare_page_for_transfer, owner, messages, self.body_limit_kb
+                )
+            except BrokenProcessPool:
+                # A parse process died (killed, out of memory): start afresh next time and
+                # parse this page here, so the sync goes on.
+                logger.warning("parse process lost; parsing in the event loop")
+                shutdown_parse_pool()
+        return await prepare_page_cooperatively(self.account, messages, self.body_limit_kb)
+
+    async def _write(
+        self, page: PreparedPage, processed: int, phase: str, storage: DocumentStorage | None
+    ) -> None:
+        async with org_transaction(self.ctx.engine, self.org_id) as session:
+            result = await store_prepared_page(
+                session, org_id=self.org_id, account=self.account, page=page, storage=storage
+            )
+            await repository.progress(
+                session,
+                self.account_id,
+                phase=phase,
+                processed_delta=processed,
+                estimate=self.listed,
+            )
+        self.stored += _stored_count(result)
 
     async def remove(self, provider_ids: Sequence[str]) -> None:
         if not provider_ids:
@@ -106,6 +171,38 @@ class SyncRun:
         async with org_transaction(self.ctx.engine, self.org_id) as session:
             removed = await delete_remote_messages(session, self.account_id, list(provider_ids))
         self.deleted += int(removed or 0)
+
+
+_parse_pool: ProcessPoolExecutor | None = None
+
+
+def parse_pool(settings: Settings) -> ProcessPoolExecutor | None:
+    """The processes that parse synced mail when `sync_parse_processes` > 0: one pool per
+    process, shared by its syncs, started on first use (or by `start_parse_pool`)."""
+    global _parse_pool
+    if settings.sync_parse_processes <= 0:
+        return None
+    if _parse_pool is None:
+        # forkserver: a clean process to fork workers from, never a copy of this one with
+        # its event loop, connections and threads.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["app.messages.service"])
+        _parse_pool = ProcessPoolExecutor(settings.sync_parse_processes, mp_context=context)
+    return _parse_pool
+
+
+def start_parse_pool(settings: Settings) -> None:
+    """Start the parse processes now (a worker at startup), not in the first sync."""
+    pool = parse_pool(settings)
+    if pool is not None:
+        pool.submit(prepare_page_for_transfer, {"email_address": ""}, [], 0).result()
+
+
+def shutdown_parse_pool() -> None:
+    global _parse_pool
+    pool, _parse_pool = _parse_pool, None
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _stored_count(result: Any) -> int:
@@ -255,6 +352,9 @@ async def run_sync(
         body_limit_kb=settings.email_body_size_limit_kb,
     )
     log = {"account_id": str(account_id), "org_id": str(org_id), "provider": account["provider"]}
+    # Push first: mail that arrives while (or right after) this sync lists the mailbox
+    # then queues the next sync, instead of waiting for the polling interval.
+    await ensure_push(ctx, org_id, account_id, provider)
     try:
         cursor = await _sync(run, dict(account["sync_cursor"] or {}))
         async with org_transaction(ctx.engine, org_id) as session:
@@ -316,7 +416,6 @@ async def run_sync(
         "sync done",
         extra={**log, "fetched": run.fetched, "stored": run.stored, "deleted": run.deleted},
     )
-    await ensure_push(ctx, org_id, account_id, provider)
     return run
 
 

@@ -25,9 +25,36 @@ class BatchPart:
 
     def json(self) -> Any:
         try:
-            return json.loads(self.body or b"null")
+            return loads_message_json(self.body or b"null")
         except ValueError:
             return None
+
+
+_RAW_KEY = b'"raw"'
+_RAW_VALUE_START = re.compile(rb'"raw"[ \t\r\n]*:[ \t\r\n]*"')
+_BASE64URL_PUNCTUATION = b"-_="
+
+
+def loads_message_json(body: bytes) -> Any:
+    """``json.loads(body)``, without running the JSON scanner over the message of a
+    ``messages.get(format=raw)`` answer: its base64url (most of the body) is cut out, the
+    rest is parsed, and the value is put back. Only when that is exactly what
+    ``json.loads`` would give: one ``"raw"`` in the body, a top-level string of nothing but
+    base64url; anything else is parsed whole."""
+    if body.count(_RAW_KEY) == 1:
+        found = _RAW_VALUE_START.search(body)
+        value_start = found.end() if found else -1
+        value_end = body.find(b'"', value_start) if found else -1
+        value = body[value_start:value_end]
+        if value_end > 0 and value.translate(None, _BASE64URL_PUNCTUATION).isalnum():
+            try:
+                rest = json.loads(body[:value_start] + body[value_end:])
+            except ValueError:
+                rest = None
+            if isinstance(rest, dict) and rest.get("raw") == "":
+                rest["raw"] = value.decode("ascii")
+                return rest
+    return json.loads(body)
 
 
 def new_boundary() -> str:

@@ -1,0 +1,161 @@
+"""The pipelined ingest: several pages fetched at once, parsed while the previous page is
+written, written in order. Each message is fetched and stored once, the cursor is saved
+only after everything is stored, and a failure mid-pipeline keeps what was written (and no
+cursor) so the next run finishes the job."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.providers.errors import ProviderUnavailable
+from app.providers.gmail.driver import GmailProvider
+from app.providers.graph.driver import GraphProvider
+from app.sync import repository as sync_repository
+from app.sync import service as sync_service
+from app.sync.service import FETCH_CHUNK, run_sync, shutdown_parse_pool
+from tests.accounts.helpers import connect
+from tests.conftest import Org
+from tests.sync.helpers import account_row, sandbox_messages, seed_many, stored_messages
+
+pytestmark = pytest.mark.asyncio
+
+PROVIDERS = ["gmail", "outlook"]
+DRIVERS = {"gmail": GmailProvider, "outlook": GraphProvider}
+MESSAGES = 3 * FETCH_CHUNK + 10  # four pages, the last one short
+
+GetMessages = Callable[..., Awaitable[list[Any]]]
+
+
+async def _account(
+    client: httpx.AsyncClient, make_org: Any, provider: str, count: int = MESSAGES
+) -> tuple[Org, dict[str, Any], str]:
+    org: Org = await make_org(f"Pipeline {provider}")
+    mailbox = f"pipe-{uuid.uuid4().hex[:8]}@clinic-{provider}.test"
+    await seed_many(client, provider, mailbox, count)
+    account = await connect(client, provider, org.headers(), login_hint=mailbox)
+    return org, account, mailbox
+
+
+def _settings(app: FastAPI, monkeypatch: pytest.MonkeyPatch, **values: Any) -> None:
+    ctx = app.state.ctx
+    monkeypatch.setattr(ctx, "settings", ctx.settings.model_copy(update=values))
+
+
+async def _sync(app: FastAPI, org: Org, account: dict[str, Any]) -> None:
+    await run_sync(app.state.ctx, org.id, uuid.UUID(account["id"]), reason="test")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_pages_overlap_yet_each_message_is_stored_once_before_the_cursor(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    make_org: Any,
+    owner_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    provider: str,
+) -> None:
+    org, account, mailbox = await _account(client, make_org, provider)
+    _settings(app, monkeypatch, sync_fetch_pipeline_depth=3)
+    driver = DRIVERS[provider]
+    original: GetMessages = driver.get_messages
+    fetched: list[str] = []
+    in_flight = peak = 0
+
+    async def counting(self: Any, ids: Sequence[Any], folder: Any = None) -> list[Any]:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            await asyncio.sleep(0.02)  # long enough for the next pages to start
+            messages = await original(self, ids, folder)
+        finally:
+            in_flight -= 1
+        fetched.extend(m.id for m in messages if m)
+        return messages
+
+    stored_when_saved: list[int] = []
+    save_cursor = sync_repository.save_cursor
+
+    async def watching(session: Any, account_id: Any, cursor: dict[str, Any]) -> None:
+        stored_when_saved.append(len(await stored_messages(owner_engine, account["id"])))
+        await save_cursor(session, account_id, cursor)
+
+    monkeypatch.setattr(driver, "get_messages", counting)
+    monkeypatch.setattr(sync_repository, "save_cursor", watching)
+    await _sync(app, org, account)
+
+    expected = sandbox_messages(app, provider, mailbox)
+    assert len(expected) == MESSAGES
+    assert await stored_messages(owner_engine, account["id"]) == expected
+    assert sorted(fetched) == sorted(expected)  # one fetch per message, none twice
+    assert peak == 3  # the pipeline depth, never more
+    # every inbox message is stored before the first cursor is saved (Graph saves one
+    # per folder, Gmail one at the end)
+    assert stored_when_saved
+    assert stored_when_saved[0] == MESSAGES
+    assert (await account_row(owner_engine, account["id"]))["sync_cursor"]
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_a_fetch_failing_mid_pipeline_keeps_the_written_pages_and_no_cursor(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    make_org: Any,
+    owner_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    provider: str,
+) -> None:
+    org, account, mailbox = await _account(client, make_org, provider)
+    driver = DRIVERS[provider]
+    original: GetMessages = driver.get_messages
+    calls = 0
+
+    async def failing_third(self: Any, ids: Sequence[Any], folder: Any = None) -> list[Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise ProviderUnavailable("down", provider=provider)
+        return await original(self, ids, folder)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(driver, "get_messages", failing_third)
+        await _sync(app, org, account)
+
+    partial = await stored_messages(owner_engine, account["id"])
+    assert 0 < len(partial) < MESSAGES
+    assert len(partial) % FETCH_CHUNK == 0  # whole pages: a page commits or not at all
+    row = await account_row(owner_engine, account["id"])
+    assert not row["sync_cursor"]
+    assert row["sync_state"] == "queued"  # retried later, and it says so
+
+    await _sync(app, org, account)
+    assert await stored_messages(owner_engine, account["id"]) == sandbox_messages(
+        app, provider, mailbox
+    )
+
+
+async def test_parsing_in_a_separate_process_stores_the_same(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    make_org: Any,
+    owner_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    org, account, mailbox = await _account(client, make_org, "gmail", count=FETCH_CHUNK + 5)
+    _settings(app, monkeypatch, sync_parse_processes=1)
+    try:
+        await _sync(app, org, account)
+        assert sync_service._parse_pool is not None  # the pages really went through it
+    finally:
+        shutdown_parse_pool()
+    assert await stored_messages(owner_engine, account["id"]) == sandbox_messages(
+        app, "gmail", mailbox
+    )
