@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 _DEV_VAULT_KEY = "dev1:ZGV2LW9ubHktdmF1bHQta2V5LTMyLWJ5dGVzLTAwMDA="
 _DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"
 _DEV_STATE_SECRET = "dev-only-oauth-state-secret-0123456789abcdef"
+_DEV_TRACKING_SECRET = "dev-only-tracking-token-secret-0123456789abcdef"
 
 
 class Settings(BaseSettings):
@@ -99,7 +100,12 @@ class Settings(BaseSettings):
     """Run the job worker inside the API process (`ce-email serve --with-worker`)."""
     redis_url: str | None = None
     tracking_rate_limit: str = "60/minute"
+    """Per client address, for /t/o and /t/c (the `limits` notation)."""
     tracking_token_rate_limit: str = "30/minute"
+    """Per tracking token."""
+    tracking_token_secret: SecretStr = SecretStr(_DEV_TRACKING_SECRET)
+    trusted_proxies: str = ""
+    """Comma-separated peer addresses whose X-Forwarded-For is believed (tracking limits)."""
     document_storage_dir: str | None = None
     attachment_max_bytes: int = 25 * 1024 * 1024
 
@@ -153,6 +159,8 @@ def check_production_safety(settings: Settings) -> None:
         and not settings.jwt_jwks_url,
         "VAULT_KEYS": settings.vault_keys.get_secret_value() == _DEV_VAULT_KEY,
         "OAUTH_STATE_SECRET": settings.oauth_state_secret.get_secret_value() == _DEV_STATE_SECRET,
+        "TRACKING_TOKEN_SECRET": settings.tracking_token_secret.get_secret_value()
+        == _DEV_TRACKING_SECRET,
     }
     bad = [name for name, is_dev in dev_values.items() if is_dev]
     if bad:

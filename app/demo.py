@@ -163,6 +163,23 @@ def _bar(provider: str, status: dict[str, Any], width: int) -> str:
     )
 
 
+def _dsn(mailbox: str, recipient: str, message_id: str) -> bytes:
+    """A delivery status notification (RFC 3464) as a receiving MTA would send it."""
+    return (
+        f"From: Mail Delivery Subsystem <mailer-daemon@mx.exmaple.net>\r\nTo: {mailbox}\r\n"
+        "Subject: Delivery Status Notification (Failure)\r\nMIME-Version: 1.0\r\n"
+        f"Message-ID: {make_msgid(domain='mx.exmaple.net')}\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="dsn"\r\n\r\n'
+        "--dsn\r\nContent-Type: text/plain\r\n\r\nThe address was not found.\r\n"
+        "--dsn\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.exmaple.net\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n\r\n"
+        "--dsn\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"Message-ID: {message_id}\r\nTo: {recipient}\r\n\r\n--dsn--\r\n"
+    ).encode()
+
+
 @dataclass
 class Demo:
     base: str
@@ -365,7 +382,11 @@ async def run_demo(settings: Settings, *, port: int | None, keep_serving: bool) 
                 r'href="?(http[^"\s>]+/t/c/[^"\s>]+)',
                 raw.replace("=\r\n", "").replace("=\n", "").replace("=3D", "="),
             )
-            demo.say("\n7. The recipient opens it and clicks the link")
+            demo.say(
+                "\n7. The recipient opens it and clicks the link (a few seconds later: "
+                "fetches at delivery time are scanners)"
+            )
+            await asyncio.sleep(3.2)
             human = {"User-Agent": "Mozilla/5.0 (Macintosh) AppleWebKit/605.1.15 Safari/605.1"}
             if pixel:
                 r = await http.get(pixel.group(1), headers=human)
@@ -381,7 +402,50 @@ async def run_demo(settings: Settings, *, port: int | None, keep_serving: bool) 
             ).json()
             demo.say(f"  tracking: {detail.get('tracking')}")
 
-            demo.say("\n8. Notifications for the sender (PF-10)")
+            demo.say("\n8. A message to a mistyped address bounces")
+            r = await http.post(
+                f"{base}/v1/emails",
+                headers={**demo.headers(token), "Idempotency-Key": f"demo-{uuid.uuid4()}"},
+                json={
+                    "account_id": accounts["gmail"],
+                    "to": ["jordan.patel@exmaple.net"],
+                    "subject": "Appointment reminder",
+                    "text": "See you on Thursday.",
+                },
+            )
+            r.raise_for_status()
+            bounced_id = r.json()["id"]
+            for _ in range(150):
+                state = (
+                    await http.get(f"{base}/v1/emails/{bounced_id}", headers=demo.headers(token))
+                ).json()["status"]
+                if state != "queued":
+                    break
+                await asyncio.sleep(0.2)
+            sent = (await http.get(f"{base}/_sandbox/gmail/mailboxes/{GMAIL_BOX}/sent")).json()
+            original = sent["items"][-1]["raw"]
+            message_id = re.search(r"(?im)^Message-ID:\s*(<[^>]+>)", original)
+            dsn = _dsn(
+                GMAIL_BOX,
+                "jordan.patel@exmaple.net",
+                message_id.group(1) if message_id else "<unknown>",
+            )
+            await http.post(
+                f"{base}/_sandbox/gmail/mailboxes/{GMAIL_BOX}/messages",
+                params={"folder": "inbox"},
+                content=dsn,
+                headers={"Content-Type": "message/rfc822"},
+            )
+            for _ in range(150):  # the sandbox pushes; the worker syncs; the DSN is linked
+                state = (
+                    await http.get(f"{base}/v1/emails/{bounced_id}", headers=demo.headers(token))
+                ).json()["status"]
+                if state == "bounced":
+                    break
+                await asyncio.sleep(0.2)
+            demo.say(f"  email {bounced_id}: {state}")
+
+            demo.say("\n9. Notifications for the sender (PF-10)")
             async with owner.connect() as conn:
                 rows = (
                     await conn.execute(

@@ -31,6 +31,7 @@ from app.openapi import install_openapi
 from app.send.endpoints import register as register_send_routes
 from app.settings.endpoints import router as settings_router
 from app.sync.endpoints import sync_router, webhooks_router
+from app.tracking.endpoints import register as register_tracking_routes
 
 logger = logging.getLogger("app.http")
 
@@ -125,6 +126,7 @@ def create_app(
     app.include_router(webhooks_router)
     register_email_routes(app)
     register_send_routes(app)
+    register_tracking_routes(app)
 
     if settings.ce_sandbox:
         from app.sandbox import SandboxState, create_sandbox_app

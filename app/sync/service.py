@@ -47,6 +47,7 @@ from app.providers.errors import (
 )
 from app.settings.service import get_module_settings
 from app.sync import repository
+from app.sync.bounces import find_bounce_reports, link_bounce_reports
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class SyncRun:
     deleted: int = 0
     listed: int = 0
     seen: set[str] = field(default_factory=set)
+    bounce_reports: dict[int, list[Any]] = field(default_factory=dict)
 
     @property
     def account_id(self) -> UUID:
@@ -135,6 +137,13 @@ class SyncRun:
         self, chunk: list[MessageRef], folder: Folder | None
     ) -> PreparedPage:
         messages = [m for m in await self.provider.get_messages(chunk, folder) if m]
+        bounces = find_bounce_reports(messages)
+        page = await self._prepare(messages)
+        if bounces:
+            self.bounce_reports[id(page)] = bounces  # linked when this page is written
+        return page
+
+    async def _prepare(self, messages: list[Any]) -> PreparedPage:
         pool = parse_pool(self.ctx.settings)
         if pool is not None:
             owner = {"email_address": self.account["email_address"]}
@@ -156,6 +165,9 @@ class SyncRun:
             result = await store_prepared_page(
                 session, org_id=self.org_id, account=self.account, page=page, storage=storage
             )
+            reports = self.bounce_reports.pop(id(page), None)
+            if reports:
+                await link_bounce_reports(session, self.org_id, reports)
             await repository.progress(
                 session,
                 self.account_id,

@@ -1,7 +1,7 @@
 """Metrics: id/count-only aggregates for Prometheus.
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0005
 Create Date: 2026-11-24
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from migrations.sqlfiles import run_sql_file
 
 revision = "0007"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -73,6 +73,9 @@ def test_demo_flow_logs_at_debug_hold_no_content(
     # the flow really happened (the walkthrough on stdout shows the content on purpose)
     assert "Referral: Jordan Patel" in out
     assert re.search(r"email [0-9a-f-]{36}: sent", out)
+    assert re.search(r"email [0-9a-f-]{36}: bounced", out)
+    assert "email_opened" in out
+    assert "email_clicked" in out
     # ... and the logs were really at DEBUG and plentiful
     assert logs.count('"level": "DEBUG"') > 10, logs[:2000]
     assert '"logger": "app.sync.service"' in logs

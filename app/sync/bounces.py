@@ -1,0 +1,88 @@
+"""Bounces found by sync: a delivery status notification in a synced mailbox is linked to
+the sent email it reports on, which is then marked bounced (per recipient), with a tracking
+event and a notification to the sender (app.tracking.service.record_bounce).
+
+A delayed DSN (Action: delayed, 4.x.x) is not a bounce and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.providers.base import RemoteMessage
+from app.tracking.bounces import BounceReport, detect_bounce
+
+logger = logging.getLogger(__name__)
+
+# Cheap first look at the head of a message, so ordinary mail is never fully re-parsed.
+_LOOKS_LIKE_REPORT = re.compile(
+    rb"multipart/report|x-failed-recipients|mailer-daemon|postmaster@|"
+    rb"delivery status notification|undeliverable|undelivered mail|"
+    rb"delivery has failed|returned mail|failure notice",
+    re.IGNORECASE,
+)
+
+
+def looks_like_bounce(raw: bytes) -> bool:
+    return bool(_LOOKS_LIKE_REPORT.search(raw[:8192]))
+
+
+async def _find_sent_email(session: AsyncSession, report: BounceReport) -> UUID | None:
+    ids = [i for i in (report.original_message_id, *report.candidate_message_ids) if i]
+    if not ids:
+        return None
+    row = (
+        await session.execute(
+            text(
+                "SELECT id FROM ce_emails WHERE direction = 'outbound' "
+                "AND internet_message_id = ANY(:ids) "
+                "ORDER BY array_position(:ids, internet_message_id), created_at LIMIT 1"
+            ),
+            {"ids": ids},
+        )
+    ).first()
+    return UUID(str(row[0])) if row else None
+
+
+def find_bounce_reports(messages: Sequence[RemoteMessage]) -> list[BounceReport]:
+    """The permanent-failure reports among inbound messages (a cheap look first, so
+    ordinary mail is not parsed twice). Delays are not bounces and are left out."""
+    reports = []
+    for message in messages:
+        if message.folder != "inbox" or not looks_like_bounce(message.raw):
+            continue
+        report = detect_bounce(message.raw)
+        if report is not None and report.permanent:
+            reports.append(report)
+    return reports
+
+
+async def link_bounce_reports(
+    session: AsyncSession, org_id: UUID, reports: Sequence[BounceReport]
+) -> int:
+    """Mark the sent emails the reports are about as bounced, in the sync's page
+    transaction. Returns the number of emails marked."""
+    from app.tracking.service import record_bounce
+
+    marked = 0
+    for report in reports:
+        email_id = await _find_sent_email(session, report)
+        if email_id is None:
+            continue
+        if await record_bounce(
+            session,
+            org_id=org_id,
+            email_id=email_id,
+            recipients=sorted(report.permanent),
+            detail={"status_codes": report.status_codes, "reporting_mta": report.reporting_mta},
+        ):
+            marked += 1
+    if marked:
+        logger.info("bounces linked", extra={"count": marked})
+    return marked

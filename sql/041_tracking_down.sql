@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS ce_email_tracked_links;
