@@ -76,9 +76,9 @@ class AccountTokenSource:
         if stale is None:
             async with org_transaction(self._engine, self.org_id) as session:
                 stale = await self._vault.get(session, self.account_id, "access_token")
-        return await self._refresh(stale=stale, forced=True)
+        return await self._refresh(stale=stale)
 
-    async def _refresh(self, *, stale: str | None, forced: bool = False) -> str:
+    async def _refresh(self, *, stale: str | None) -> str:
         async with self._lock:
             revoked: AuthRevoked | None = None
             async with org_transaction(self._engine, self.org_id) as session:
@@ -86,8 +86,10 @@ class AccountTokenSource:
                 if row is None or row["status"] in INACTIVE:
                     raise AuthRevoked("account needs re-authorisation")
                 current = await self._vault.get(session, self.account_id, "access_token")
+                # Another worker refreshed while we waited for the row lock (or since we
+                # looked): use its token; refreshing again would only burn a rotation.
                 replaced = current is not None and current != stale
-                if replaced and (forced or self._fresh(row["token_expires_at"])):
+                if replaced:
                     self._token, self._expires_at = current, row["token_expires_at"]
                     return current
                 refresh_token = await self._vault.get(session, self.account_id, "refresh_token")

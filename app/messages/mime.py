@@ -1067,7 +1067,7 @@ class _Part(Message):
 def _fast_tree(raw: bytes) -> Message | None:
     """The compat32 tree ``BytesParser`` would build, or None when not plainly simple."""
     text = raw.decode("ascii", "surrogateescape")
-    if text.count("\r") != text.count("\r\n"):
+    if "\r" in text and text.count("\r") != text.count("\r\n"):
         return None  # bare CRs: the feed parser treats them as line ends
     try:
         return _fast_part(text, 0, len(text), (), parent_type=None)

@@ -16,7 +16,7 @@ from fastapi import APIRouter, FastAPI, Path, Request, Response
 from fastapi.responses import RedirectResponse
 from limits import parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import FixedWindowRateLimiter
 
 from app.config import Settings
 from app.errors import NotFound
@@ -44,7 +44,8 @@ class TrackingLimiter:
         storage: Storage = (
             RedisStorage(f"async+{settings.redis_url}") if settings.redis_url else MemoryStorage()
         )
-        self.limiter = MovingWindowRateLimiter(storage)
+        # fixed windows: O(1) per hit (a moving window keeps every hit of the window)
+        self.limiter = FixedWindowRateLimiter(storage)
         self.per_client = parse(settings.tracking_rate_limit)
         self.per_token = parse(settings.tracking_token_rate_limit)
         self.trusted = {p.strip() for p in settings.trusted_proxies.split(",") if p.strip()}

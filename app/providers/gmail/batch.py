@@ -7,6 +7,7 @@ parts that failed with 429/5xx.
 
 from __future__ import annotations
 
+import binascii
 import json
 import re
 import secrets
@@ -25,36 +26,42 @@ class BatchPart:
 
     def json(self) -> Any:
         try:
-            return loads_message_json(self.body or b"null")
+            return json.loads(self.body or b"null")
         except ValueError:
             return None
 
 
 _RAW_KEY = b'"raw"'
 _RAW_VALUE_START = re.compile(rb'"raw"[ \t\r\n]*:[ \t\r\n]*"')
-_BASE64URL_PUNCTUATION = b"-_="
+_TO_STANDARD_ALPHABET = bytes.maketrans(b"-_", b"+/")
 
 
-def loads_message_json(body: bytes) -> Any:
-    """``json.loads(body)``, without running the JSON scanner over the message of a
-    ``messages.get(format=raw)`` answer: its base64url (most of the body) is cut out, the
-    rest is parsed, and the value is put back. Only when that is exactly what
-    ``json.loads`` would give: one ``"raw"`` in the body, a top-level string of nothing but
-    base64url; anything else is parsed whole."""
-    if body.count(_RAW_KEY) == 1:
-        found = _RAW_VALUE_START.search(body)
-        value_start = found.end() if found else -1
-        value_end = body.find(b'"', value_start) if found else -1
-        value = body[value_start:value_end]
-        if value_end > 0 and value.translate(None, _BASE64URL_PUNCTUATION).isalnum():
+def message_resource(part: BatchPart) -> tuple[Any, bytes | None]:
+    """A ``messages.get(format=raw)`` answer: (the resource, the decoded message).
+
+    The same as ``part.json()`` then base64url-decoding its ``raw``, without the JSON
+    scanner walking, and a str copying, the encoded message (most of the answer): the
+    value is cut out and decoded straight from the bytes, the rest is parsed as JSON. That
+    happens only when it is exactly equivalent: one ``"raw"`` in the answer, a top-level
+    string of nothing but base64url (strict decoding proves it). Otherwise the message
+    is None and the resource is ``part.json()``, ``raw`` included, as ever."""
+    body = part.body
+    start = body.find(_RAW_KEY)
+    found = _RAW_VALUE_START.match(body, start) if start >= 0 else None
+    if found is not None:
+        value_start = found.end()
+        value_end = body.find(b'"', value_start)
+        if value_end >= 0 and body.find(_RAW_KEY, value_end) < 0:
+            value = body[value_start:value_end]
+            padded = value + b"=" * (-len(value) % 4)
             try:
+                raw = binascii.a2b_base64(padded.translate(_TO_STANDARD_ALPHABET), strict_mode=True)
                 rest = json.loads(body[:value_start] + body[value_end:])
-            except ValueError:
+            except ValueError:  # binascii.Error is one
                 rest = None
             if isinstance(rest, dict) and rest.get("raw") == "":
-                rest["raw"] = value.decode("ascii")
-                return rest
-    return json.loads(body)
+                return rest, raw
+    return part.json(), None
 
 
 def new_boundary() -> str:

@@ -35,7 +35,12 @@ from app.providers.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from app.providers.gmail.batch import build_batch_body, new_boundary, parse_batch_response
+from app.providers.gmail.batch import (
+    build_batch_body,
+    message_resource,
+    new_boundary,
+    parse_batch_response,
+)
 from app.providers.http import (
     CALLS,
     ProviderHttp,
@@ -302,8 +307,9 @@ class GmailProvider:
                     continue
                 CALLS.record(PROVIDER, part.status, kind="message_fetch")
                 if part.status == 200:
+                    data, raw = message_resource(part)
                     results[message_id] = self._remote_message(
-                        part.json(), refs.get(message_id), folder
+                        data, refs.get(message_id), folder, raw
                     )
                 elif part.status == 404:
                     results[message_id] = None
@@ -350,11 +356,13 @@ class GmailProvider:
         return f"{self._batch_prefix}/users/me/messages/{quote(message_id, safe='')}"
 
     def _remote_message(
-        self, data: Any, ref: MessageRef | None, folder: Folder | None
+        self, data: Any, ref: MessageRef | None, folder: Folder | None, raw: bytes | None = None
     ) -> RemoteMessage:
+        """`raw`: the message when `message_resource` already decoded it."""
         if not isinstance(data, dict) or not isinstance(data.get("raw"), str):
             raise ProviderRequestError("message without raw content", provider=PROVIDER, status=200)
-        raw = b64url_decode(data["raw"])
+        if raw is None:
+            raw = b64url_decode(data["raw"])
         labels = [str(label) for label in data.get("labelIds") or []]
         resolved_folder = _folder_of(labels) or (ref.folder if ref else None) or folder or "inbox"
         received_at = (
