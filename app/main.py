@@ -7,13 +7,14 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
 
 import httpx
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.accounts.endpoints import accounts_router, oauth_router
 from app.auth.tokens import TokenVerifier
@@ -34,6 +35,57 @@ from app.sync.endpoints import sync_router, webhooks_router
 from app.tracking.endpoints import register as register_tracking_routes
 
 logger = logging.getLogger("app.http")
+
+
+class RequestContextMiddleware:
+    """Request id (X-Request-ID, echoed or made) for the logs, and one access-log line with
+    the route template, never the concrete path (paths carry tokens and ids). Plain ASGI:
+    Starlette's BaseHTTPMiddleware costs more than the tracking pixel itself."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")
+                break
+        if not request_id or len(request_id) > 64 or not request_id.replace("-", "").isalnum():
+            request_id = uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
+            if logger.isEnabledFor(logging.INFO):
+                route = scope.get("route")
+                logger.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "route": getattr(route, "path", "unmatched"),
+                        "status_code": status,
+                        "request_id": request_id,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    },
+                )
 
 
 async def _queue_first_sync(session: Any, org_id: UUID, account_id: UUID) -> None:
@@ -88,33 +140,7 @@ def create_app(
     install_error_handlers(app)
     install_openapi(app)
 
-    @app.middleware("http")
-    async def request_context(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        if len(request_id) > 64 or not request_id.replace("-", "").isalnum():
-            request_id = uuid.uuid4().hex
-        token = request_id_var.set(request_id)
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        finally:
-            request_id_var.reset(token)
-        route = request.scope.get("route")
-        logger.info(
-            "request",
-            extra={
-                "method": request.method,
-                # the route template, never the concrete path: paths carry tokens and ids
-                "route": getattr(route, "path", "unmatched"),
-                "status_code": response.status_code,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                "request_id": request_id,
-            },
-        )
-        response.headers["X-Request-ID"] = request_id
-        return response
+    app.add_middleware(RequestContextMiddleware)
 
     app.include_router(health_router)
     app.include_router(metrics_router)
