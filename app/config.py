@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     tracking_token_rate_limit: str = "30/minute"
     """Per tracking token."""
     tracking_token_secret: SecretStr = SecretStr(_DEV_TRACKING_SECRET)
+    tracking_flush_ms: int = 50
+    """Opens are written in batches this often; 0 writes each open before the pixel."""
     trusted_proxies: str = ""
     """Comma-separated peer addresses whose X-Forwarded-For is believed (tracking limits)."""
     document_storage_dir: str | None = None

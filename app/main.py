@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 import uuid
@@ -105,6 +106,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Everything loaded at start-up lives as long as the process: keep it out of the
+        # collector's full passes, which otherwise pause the event loop for ~100 ms every
+        # few seconds under load (the tracking pixel's p99).
+        gc.freeze()
         app.state.db = create_database(settings)
         ctx = ServiceContext.build(
             settings, app.state.db.engine, transport=app.state.http_transport
@@ -125,6 +130,9 @@ def create_app(
                 worker.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await worker
+            recorder = getattr(app.state, "open_recorder", None)
+            if recorder is not None:
+                await recorder.close()  # opens still buffered are written, not dropped
             await ctx.aclose()
             await app.state.db.dispose()
 

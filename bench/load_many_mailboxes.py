@@ -60,11 +60,22 @@ def _raw(i: int, mailbox: str, rng: random.Random, subject: str | None = None) -
     return bytes(msg)
 
 
+LOG_DIR: Path | None = None
+
+
+def _out(name: str) -> Any:
+    if LOG_DIR is None:
+        return subprocess.DEVNULL
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    return (LOG_DIR / f"{name}.log").open("w")
+
+
 def _env(api: str, sandbox: str) -> dict[str, str]:
     from app.config import Settings
 
     urls = Settings(_env_file=None).with_sandbox_urls(sandbox)  # type: ignore[call-arg]
-    env = {**os.environ, "CE_ENV": "development", "PUBLIC_BASE_URL": api, "LOG_LEVEL": "WARNING"}
+    level = "INFO" if LOG_DIR else "WARNING"
+    env = {**os.environ, "CE_ENV": "development", "PUBLIC_BASE_URL": api, "LOG_LEVEL": level}
     for name in (
         "gmail_auth_url",
         "gmail_token_url",
@@ -128,14 +139,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=_out("sandbox"),
         ),
         subprocess.Popen(
             [sys.executable, "-m", "app.cli", "serve", "--port", str(api_port)],
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=_out("api"),
         ),
     ]
     try:
@@ -179,9 +190,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     cwd=ROOT,
                     env=env,
                     stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+                    stderr=_out(f"worker{number}"),
                 )
-                for _ in range(args.workers)
+                for number in range(args.workers)
             ]
             started = time.perf_counter()
             accounts: dict[str, tuple[str, str]] = {}
@@ -318,7 +329,10 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=1200)
+    parser.add_argument("--log-dir", help="keep each process's JSON logs (INFO) here")
     args = parser.parse_args()
+    global LOG_DIR
+    LOG_DIR = Path(args.log_dir) if args.log_dir else None
     if not os.environ.get("DATABASE_URL"):
         raise SystemExit("set DATABASE_URL to a migrated database (owner URL)")
     print(json.dumps(asyncio.run(run(args))))

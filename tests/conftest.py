@@ -53,6 +53,7 @@ def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         document_storage_dir=str(tmp_path_factory.mktemp("documents")),
         public_base_url="http://127.0.0.1:8000",
         frontend_origins="http://localhost:3000,https://crm.example.org",
+        tracking_flush_ms=0,  # opens written before the pixel answers: tests assert at once
     ).with_sandbox_urls()
     return ensure_database_url(settings)
 

@@ -1183,7 +1183,8 @@ def _fast_multipart(
             elif epilogue is not None:
                 part.epilogue = epilogue[: _without_eol(epilogue, 0, len(epilogue))]
         else:
-            payload = part._payload  # the raw str, as the feed parser strips it
+            # the raw str, as the feed parser strips it (get_payload() would decode it)
+            payload = part._payload  # type: ignore[attr-defined]
             if isinstance(payload, str):
                 part.set_payload(payload[: _without_eol(payload, 0, len(payload))])
         message.attach(part)

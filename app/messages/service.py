@@ -277,7 +277,7 @@ async def prepare_page_cooperatively(
     own_address = str(_field(account, "email_address"))
     body_limit_bytes = max(0, int(body_limit_kb)) * 1024
     fresh = list({m.id: m for m in messages}.values())
-    prepared = []
+    prepared: list[_Prepared] = []
     for start in range(0, len(fresh), slice_size):
         if start:
             await asyncio.sleep(0)

@@ -23,6 +23,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from sqlalchemy import text
+
 from app.accounts import repository as accounts_repository
 from app.config import Settings
 from app.context import ServiceContext
@@ -121,7 +123,7 @@ class SyncRun:
             if write is not None:
                 await write
         finally:
-            pending = [task for _, task in pages]
+            pending: list[asyncio.Task[Any]] = [task for _, task in pages]
             for task in pending:
                 task.cancel()
             if write is not None and not write.done():
@@ -470,6 +472,19 @@ async def enqueue_sync(
         priority=priority,
         scheduled_at=scheduled_at,
     )
+    if job_id is None and scheduled_at is None:
+        # Coalesced into a waiting sync. If that one is a retry scheduled for later, new
+        # mail (a push, a manual request) should not wait out its whole backoff: bring it
+        # to within a few seconds, at the higher priority.
+        await session.execute(
+            text(
+                "UPDATE procrastinate_jobs SET priority = GREATEST(priority, :p), "
+                "scheduled_at = CASE WHEN scheduled_at > now() + interval '5 seconds' "
+                "THEN now() + interval '5 seconds' ELSE scheduled_at END "
+                "WHERE queueing_lock = :lock AND status = 'todo'"
+            ),
+            {"p": priority, "lock": f"sync:{account_id}"},
+        )
     await repository.mark_queued(session, account_id)
     return job_id
 

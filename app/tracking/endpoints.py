@@ -17,10 +17,13 @@ from fastapi.responses import RedirectResponse
 from limits import parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import FixedWindowRateLimiter
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
 from app.errors import NotFound
-from app.tracking.service import record_click, record_open
+from app.tracking.classify import classify
+from app.tracking.recorder import OpenRecorder
+from app.tracking.service import record_click
 from app.tracking.tokens import read_token
 
 logger = logging.getLogger(__name__)
@@ -34,6 +37,12 @@ PIXEL_HEADERS = {
     "Pragma": "no-cache",
     "Expires": "0",
 }
+
+_PIXEL_RAW = [
+    (b"content-type", b"image/gif"),
+    (b"content-length", str(len(GIF)).encode()),
+    *((k.lower().encode(), v.encode()) for k, v in PIXEL_HEADERS.items()),
+]
 
 router = APIRouter(prefix="/t", tags=["tracking"])
 TokenPath = Annotated[str, Path(max_length=128)]
@@ -75,6 +84,49 @@ def _limiter(request: Request) -> TrackingLimiter:
     return limiter  # type: ignore[no-any-return]
 
 
+def _recorder(request_app: FastAPI) -> OpenRecorder:
+    recorder = getattr(request_app.state, "open_recorder", None)
+    if recorder is None:
+        recorder = OpenRecorder(
+            request_app.state.db.engine, request_app.state.settings.tracking_flush_ms
+        )
+        request_app.state.open_recorder = recorder
+    return recorder  # type: ignore[no-any-return]
+
+
+async def serve_pixel(app: FastAPI, request: Request, token: str) -> None:
+    """Verify, rate-limit and hand the open to the recorder; never raises."""
+    settings = app.state.settings
+    found = read_token(settings.tracking_token_secret.get_secret_value(), "o", token)
+    if found is None or not await _limiter(request).allow(request, token):
+        return
+    try:
+        machine = classify(request.headers.get("user-agent"), None) == "machine"
+        await _recorder(app).add(found[0], found[1], machine)
+    except Exception as exc:  # the recipient always gets the GIF
+        logger.error("open not recorded", extra={"error_type": type(exc).__name__})
+
+
+class PixelFastPath:
+    """GET /t/o/{token} answered in front of FastAPI's routing: the pixel is the hottest
+    path of the service and needs none of it (no auth, no body, no validation)."""
+
+    def __init__(self, app: ASGIApp, fastapi_app: FastAPI) -> None:
+        self.app = app
+        self.fastapi_app = fastapi_app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not path.startswith("/t/o/") or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        token = path[5:]
+        if "/" not in token and 0 < len(token) <= 128:
+            await serve_pixel(self.fastapi_app, Request(scope, receive), token)
+        await send({"type": "http.response.start", "status": 200, "headers": _PIXEL_RAW})
+        await send({"type": "http.response.body", "body": GIF if scope["method"] == "GET" else b""})
+
+
 @router.get(
     "/o/{token}",
     summary="Open pixel: always the same 1x1 GIF",
@@ -82,18 +134,9 @@ def _limiter(request: Request) -> TrackingLimiter:
     responses={200: {"content": {"image/gif": {}}, "description": "43-byte transparent GIF"}},
 )
 async def open_pixel(request: Request, token: TokenPath) -> Response:
-    settings = request.app.state.settings
-    found = read_token(settings.tracking_token_secret.get_secret_value(), "o", token)
-    if found is not None and await _limiter(request).allow(request, token):
-        try:
-            await record_open(
-                request.app.state.db.engine,
-                found[0],
-                found[1],
-                user_agent=request.headers.get("user-agent"),
-            )
-        except Exception as exc:  # the recipient always gets the GIF
-            logger.error("open not recorded", extra={"error_type": type(exc).__name__})
+    # Normally answered by PixelFastPath before routing; this route documents it and
+    # serves it when the app runs without the fast path.
+    await serve_pixel(request.app, request, token)
     return Response(GIF, media_type="image/gif", headers=PIXEL_HEADERS)
 
 
@@ -132,4 +175,5 @@ async def click(request: Request, token: TokenPath) -> RedirectResponse:
 def register(app: FastAPI) -> None:
     if not getattr(app.state, "tracking_routes_registered", False):
         app.include_router(router)
+        app.add_middleware(PixelFastPath, fastapi_app=app)
         app.state.tracking_routes_registered = True

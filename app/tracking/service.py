@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.db.rls import org_transaction
 from app.platform.notifications import notify
-from app.tracking.classify import PREFETCH_WINDOW_SECONDS, classify
+from app.tracking.classify import classify
 
 logger = logging.getLogger(__name__)
 
@@ -49,62 +49,6 @@ async def _publish(
 
 def _age(sent_at: datetime | None) -> float | None:
     return (datetime.now(UTC) - sent_at).total_seconds() if sent_at else None
-
-
-_RECORD_OPEN = text("""
-WITH target AS (
-    SELECT e.id, COALESCE(e.sent_by_user_id, a.owner_user_id) AS sender,
-           CASE WHEN CAST(:machine AS boolean)
-                  OR e.sent_at > now() - make_interval(secs => CAST(:window AS float8))
-                THEN 'machine' ELSE 'human' END AS classification
-    FROM ce_emails e JOIN ce_email_accounts a ON a.id = e.account_id
-    WHERE e.id = :email_id AND e.direction = 'outbound' AND e.status IN ('sent', 'bounced')
-), event AS (
-    INSERT INTO ce_email_tracking_events (org_id, email_id, type, classification)
-    SELECT CAST(:org_id AS uuid), id, 'opened', classification FROM target
-    RETURNING email_id, classification, occurred_at
-), counted AS (
-    UPDATE ce_emails SET open_count = open_count + 1,
-           first_opened_at = COALESCE(first_opened_at, now()), last_opened_at = now()
-    WHERE id = (SELECT email_id FROM event WHERE classification = 'human')
-    RETURNING id
-), notified AS (
-    INSERT INTO notifications (org_id, user_id, type, data, dedupe_key)
-    SELECT CAST(:org_id AS uuid), t.sender, 'email_opened',
-           jsonb_build_object('email_id', t.id::text),
-           'email_opened:' || t.id::text
-    FROM target t JOIN event ON event.classification = 'human'
-    ON CONFLICT DO NOTHING
-    RETURNING id
-)
-SELECT pg_notify('ce_email_events', json_build_object(
-           'event', 'ce.email.tracking', 'org_id', CAST(:org_id AS text),
-           'email_id', email_id::text,
-           'type', 'opened', 'occurred_at', occurred_at)::text),
-       (SELECT count(*) FROM counted), (SELECT count(*) FROM notified)
-FROM event
-""")
-
-
-async def record_open(
-    engine: AsyncEngine, org_id: UUID, email_id: UUID, *, user_agent: str | None
-) -> bool:
-    """One statement after the org context: the event, the counters and the first-open
-    notification (human opens only), and the ce.email.tracking event."""
-    machine_agent = classify(user_agent, None) == "machine"
-    async with org_transaction(engine, org_id) as session:
-        row = (
-            await session.execute(
-                _RECORD_OPEN,
-                {
-                    "org_id": str(org_id),
-                    "email_id": email_id,
-                    "machine": machine_agent,
-                    "window": PREFETCH_WINDOW_SECONDS,
-                },
-            )
-        ).first()
-    return row is not None
 
 
 async def record_click(

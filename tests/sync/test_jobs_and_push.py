@@ -199,3 +199,45 @@ async def test_outlook_webhook_validation_client_state_and_lifecycle(
     r = await client.post("/v1/webhooks/outlook", json=note(good, lifecycleEvent="missed"))
     assert r.status_code == 202
     assert "todo" in await _jobs(owner_engine, account["id"])
+
+
+async def test_new_mail_pulls_a_pending_retry_forward(
+    client: httpx.AsyncClient, app: FastAPI, make_org: object, owner_engine: AsyncEngine
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from app.db.rls import org_transaction
+    from app.sync.service import enqueue_sync
+
+    org: Org = await make_org("Retry")  # type: ignore[operator]
+    account = await connect(client, "gmail", org.headers(), login_hint="retry@gmail.test")
+    account_id = uuid.UUID(account["id"])
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text("DELETE FROM procrastinate_jobs WHERE args->>'account_id' = :a"),
+            {"a": account["id"]},
+        )
+    async with org_transaction(app.state.ctx.engine, org.id) as session:
+        await enqueue_sync(
+            session,
+            org.id,
+            account_id,
+            reason="retry",
+            scheduled_at=datetime.now(UTC) + timedelta(minutes=5),
+        )
+    async with org_transaction(app.state.ctx.engine, org.id) as session:
+        assert (
+            await enqueue_sync(session, org.id, account_id, reason="push", priority=10) is None
+        )  # coalesced
+    async with owner_engine.connect() as conn:
+        job = (
+            await conn.execute(
+                text(
+                    "SELECT priority, scheduled_at - now() AS wait FROM procrastinate_jobs "
+                    "WHERE args->>'account_id' = :a AND status = 'todo'"
+                ),
+                {"a": account["id"]},
+            )
+        ).one()
+    assert job.priority == 10
+    assert job.wait <= timedelta(seconds=5)

@@ -126,8 +126,10 @@ async def test_send_open_click_bounce(
         click_path = click_url.split("127.0.0.1:8000")[1]
         # the recipient reads it an hour later (fetches at delivery time are scanners)
         async with owner_engine.begin() as conn:
-            await conn.execute(text("UPDATE ce_emails SET sent_at = now() - interval '1 hour' "
-                                    "WHERE id = :e"), {"e": email_id})
+            await conn.execute(
+                text("UPDATE ce_emails SET sent_at = now() - interval '1 hour' WHERE id = :e"),
+                {"e": email_id},
+            )
 
         # a machine fetch (Gmail's image proxy): an event, no counter, no notification
         r = await client.get(
@@ -304,3 +306,39 @@ def test_rewriter_keeps_markup_and_finds_only_http_links() -> None:
 )
 def test_classification(agent: str, age: float, expected: str) -> None:
     assert classify(agent, age) == expected
+
+
+@pytest.mark.asyncio
+async def test_buffered_recorder_writes_every_open_in_batches(
+    client: httpx.AsyncClient, app: FastAPI, make_org: Any, owner_engine: AsyncEngine
+) -> None:
+    from app.tracking.recorder import OpenRecorder
+
+    org: Org = await make_org("Buffered")
+    mailbox = f"buf-{uuid.uuid4().hex[:6]}@gmail.test"
+    account = await connect(client, "gmail", org.headers(), login_hint=mailbox)
+    email_id, _ = await _send(client, app, org, account["id"], mailbox, "gmail")
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE ce_emails SET sent_at = now() - interval '1 hour' WHERE id = :e"),
+            {"e": email_id},
+        )
+    recorder = OpenRecorder(app.state.db.engine, flush_ms=20, max_batch=7)
+    for i in range(25):
+        await recorder.add(org.id, uuid.UUID(email_id), machine_agent=i % 5 == 0)
+    await recorder.close()  # flushes what is still buffered
+    opens = await _count(
+        owner_engine,
+        "SELECT count(*) FROM ce_email_tracking_events WHERE email_id = :e AND type = 'opened'",
+        e=email_id,
+    )
+    assert opens == 25
+    assert (await _row(owner_engine, email_id))["open_count"] == 20  # 5 machine opens
+    assert (
+        await _count(
+            owner_engine,
+            "SELECT count(*) FROM notifications WHERE org_id = :o AND type = 'email_opened'",
+            o=org.id,
+        )
+        == 1
+    )

@@ -52,10 +52,11 @@ def message_resource(part: BatchPart) -> tuple[Any, bytes | None]:
         value_start = found.end()
         value_end = body.find(b'"', value_start)
         if value_end >= 0 and body.find(_RAW_KEY, value_end) < 0:
-            value = body[value_start:value_end]
-            padded = value + b"=" * (-len(value) % 4)
+            value = body[value_start:value_end].translate(_TO_STANDARD_ALPHABET)
+            if len(value) % 4:
+                value += b"=" * (-len(value) % 4)
             try:
-                raw = binascii.a2b_base64(padded.translate(_TO_STANDARD_ALPHABET), strict_mode=True)
+                raw = binascii.a2b_base64(value, strict_mode=True)
                 rest = json.loads(body[:value_start] + body[value_end:])
             except ValueError:  # binascii.Error is one
                 rest = None
