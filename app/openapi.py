@@ -42,6 +42,73 @@ _COMMON_ERRORS = {
 }
 
 
+_ACCOUNT = {
+    "id": "8c654c0b-b487-47c1-a631-fee6f892fb63",
+    "provider": "gmail",
+    "email_address": "dr.smith@riverside-clinic.test",
+    "display_name": None,
+    "status": "active",
+    "status_reason": None,
+    "visibility": "org",
+    "owner_user_id": "a3245a25-3c46-4087-b659-7a07415c5f6b",
+    "last_synced_at": "2026-11-24T16:14:13Z",
+    "last_error": None,
+    "push_expires_at": "2026-11-27T16:14:13Z",
+    "created_at": "2026-11-24T16:13:49Z",
+}
+_ITEM = {
+    "id": "5e94c256-d4a8-4502-a568-dc2f16814c7c",
+    "account_id": _ACCOUNT["id"],
+    "direction": "inbound",
+    "status": "received",
+    "subject": "Referral",
+    "snippet": "Please see the patient.",
+    "from": {"name": "Dr Lee", "address": "lee@cardio.hospital.org"},
+    "to": [{"name": None, "address": "dr.smith@riverside-clinic.test"}],
+    "cc": [],
+    "sent_at": "2026-11-24T10:00:00Z",
+    "occurred_at": "2026-11-24T10:00:02Z",
+    "contact_ids": ["94fe79ea-6ab9-4c4d-a973-aac65c582ee1"],
+    "partner_ids": ["31c2e37c-0691-4404-9d9f-33ddd855fc6b"],
+    "has_attachments": False,
+}
+# Examples for the schemas clients see most (one place, so models stay plain).
+SCHEMA_EXAMPLES: dict[str, Any] = {
+    "Account": _ACCOUNT,
+    "AccountList": {"items": [_ACCOUNT]},
+    "AccountPatch": {"visibility": "private"},
+    "SyncStatus": {
+        "state": "running",
+        "phase": "backfill:inbox",
+        "processed": 1200,
+        "estimate": 5000,
+        "started_at": "2026-11-24T16:14:13Z",
+        "finished_at": None,
+        "last_synced_at": None,
+        "last_error": None,
+    },
+    "SyncRequested": {"state": "queued", "coalesced": False},
+    "EmailListItem": _ITEM,
+    "EmailPage": {"items": [_ITEM], "next_cursor": None},
+    "SendRequest": {
+        "account_id": _ACCOUNT["id"],
+        "to": ["jordan.patel@example.net"],
+        "subject": "Your care plan",
+        "html": "<p>Hello Jordan, your care plan is attached.</p>",
+        "text": "Hello Jordan, your care plan is attached.",
+        "contact_id": "94fe79ea-6ab9-4c4d-a973-aac65c582ee1",
+        "document_ids": ["0b7f3a52-1d1e-4c55-9c6b-2f4a1e0b9d11"],
+        "track_opens": True,
+        "track_clicks": True,
+    },
+    "SendResponse": {
+        "id": "1459b1da-a8f2-48f3-9af8-607b2f03ffb4",
+        "status": "queued",
+        "warnings": [{"type": "date_of_birth", "field": "text", "start": 12, "end": 22}],
+    },
+}
+
+
 def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -55,6 +122,9 @@ def install_openapi(app: FastAPI) -> None:
         )
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components["Problem"] = PROBLEM_SCHEMA
+        for name, example in SCHEMA_EXAMPLES.items():
+            if name in components and "examples" not in components[name]:
+                components[name]["examples"] = [example]
         components.pop("HTTPValidationError", None)
         components.pop("ValidationError", None)
         for path, operations in schema.get("paths", {}).items():
