@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     run_worker_in_process: bool = False
     """Run the job worker inside the API process (`ce-email serve --with-worker`)."""
     redis_url: str | None = None
+    public_rate_limit: str = "1200/minute"
+    """Per client address, for the OAuth callback and the webhooks."""
     tracking_rate_limit: str = "60/minute"
     """Per client address, for /t/o and /t/c (the `limits` notation)."""
     tracking_token_rate_limit: str = "30/minute"

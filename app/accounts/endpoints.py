@@ -11,6 +11,7 @@ from app.accounts.schemas import Account, AccountList, AccountPatch, Authorizati
 from app.auth.deps import CallerDep
 from app.context import ServiceContext
 from app.errors import Unauthorized
+from app.security.ratelimit import limited
 
 ProviderPath = Literal["gmail", "outlook"]
 
@@ -46,7 +47,9 @@ async def authorize(
     responses={
         302: {"description": "to return_to with account_id, or with error"},
         400: {"description": "invalid, used or expired state"},
+        429: {"description": "too many requests from this address"},
     },
+    dependencies=[limited("oauth-callback")],
 )
 async def callback(
     request: Request,

@@ -18,6 +18,7 @@ from app.context import ServiceContext
 from app.db.rls import org_transaction, system_transaction
 from app.errors import BadRequest, Conflict, Forbidden, PayloadTooLarge
 from app.jobs.queue import QUEUE_MAINTENANCE, enqueue
+from app.security.ratelimit import limited
 from app.sync.schemas import SyncRequested, SyncStatus
 from app.sync.service import enqueue_sync, push_client_state
 
@@ -101,7 +102,9 @@ async def _body(request: Request) -> Any:
         400: {"description": "Not a Pub/Sub push envelope"},
         403: {"description": "Push secret missing or wrong"},
         413: {"description": "Body too large"},
+        429: {"description": "Too many requests from this address"},
     },
+    dependencies=[limited("webhook-gmail")],
 )
 async def gmail_push(
     request: Request, token: Annotated[str | None, Query(max_length=256)] = None
@@ -151,7 +154,9 @@ async def gmail_push(
         202: {"description": "accepted"},
         400: {"description": "Not a Graph notification"},
         413: {"description": "Body too large"},
+        429: {"description": "Too many requests from this address"},
     },
+    dependencies=[limited("webhook-outlook")],
 )
 async def outlook_push(
     request: Request,
