@@ -177,7 +177,7 @@ class SyncRun:
                 processed_delta=processed,
                 estimate=self.listed,
             )
-        self.stored += _stored_count(result)
+        self.stored += result.stored
 
     async def remove(self, provider_ids: Sequence[str]) -> None:
         if not provider_ids:
@@ -217,14 +217,6 @@ def shutdown_parse_pool() -> None:
     pool, _parse_pool = _parse_pool, None
     if pool is not None:
         pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _stored_count(result: Any) -> int:
-    for name in ("stored", "inserted", "created"):
-        if hasattr(result, name):
-            value = getattr(result, name)
-            return len(value) if isinstance(value, list | set | tuple) else int(value)
-    return 0
 
 
 def push_client_state(ctx: ServiceContext, account_id: UUID) -> str:
