@@ -33,6 +33,7 @@ from app.openapi import install_openapi
 from app.send.endpoints import register as register_send_routes
 from app.settings.endpoints import router as settings_router
 from app.sync.endpoints import sync_router, webhooks_router
+from app.tracking.endpoints import answer_pixel
 from app.tracking.endpoints import register as register_tracking_routes
 
 logger = logging.getLogger("app.http")
@@ -89,6 +90,21 @@ class RequestContextMiddleware:
                 )
 
 
+class CeEmailApp(FastAPI):
+    """The service's ASGI app. The open pixel is answered here, before FastAPI's own
+    middleware stack (error, telemetry and body-limit layers) and ours: it is the hottest
+    path of the service, the same 43 bytes for every request, and needs none of them."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"].startswith("/t/o/")
+            and await answer_pixel(self, scope, send)
+        ):
+            return
+        await super().__call__(scope, receive, send)
+
+
 async def _queue_first_sync(session: Any, org_id: UUID, account_id: UUID) -> None:
     from app.sync.service import enqueue_sync
 
@@ -136,7 +152,7 @@ def create_app(
             await ctx.aclose()
             await app.state.db.dispose()
 
-    app = FastAPI(
+    app = CeEmailApp(
         title="ce-email",
         version="0.1.0",
         summary="CE-07 email integration: connect mailboxes, sync, link, send, track.",

@@ -2,26 +2,24 @@
 
 Nothing in the request is trusted: the token is verified (org and target come only from a
 valid signature), the org's RLS transaction is opened from it, and hits are rate-limited
-per client address and per token with the `limits` library (in memory, or Redis when
-REDIS_URL is set, so several API instances share the counts). Over a limit the GIF or the
-redirect is still served, but nothing is recorded. Every pixel answer is the same 43 bytes.
+per client address and per token (app/tracking/limiter.py). Over a limit the GIF or the
+redirect is still served, but nothing is recorded. Every pixel answer is the same 43 bytes,
+so the pixel only notes the hit and answers; the recorder does the rest in batches
+(app/tracking/recorder.py).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Path, Request, Response
 from fastapi.responses import RedirectResponse
-from limits import parse
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.aio.strategies import FixedWindowRateLimiter
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope, Send
 
-from app.config import Settings
 from app.errors import NotFound
-from app.tracking.classify import classify
+from app.tracking.limiter import TrackingLimiter
 from app.tracking.recorder import OpenRecorder
 from app.tracking.service import record_click
 from app.tracking.tokens import read_token
@@ -38,93 +36,79 @@ PIXEL_HEADERS = {
     "Expires": "0",
 }
 
-_PIXEL_RAW = [
-    (b"content-type", b"image/gif"),
-    (b"content-length", str(len(GIF)).encode()),
-    *((k.lower().encode(), v.encode()) for k, v in PIXEL_HEADERS.items()),
-]
+_PIXEL_START = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [
+        (b"content-type", b"image/gif"),
+        (b"content-length", str(len(GIF)).encode()),
+        *((k.lower().encode(), v.encode()) for k, v in PIXEL_HEADERS.items()),
+    ],
+}
+_PIXEL_BODY = {"type": "http.response.body", "body": GIF}
+_PIXEL_HEAD_BODY = {"type": "http.response.body", "body": b""}
+_TOKEN_LENGTH = 64  # app/tracking/tokens.py: base64url of 48 bytes
 
 router = APIRouter(prefix="/t", tags=["tracking"])
 TokenPath = Annotated[str, Path(max_length=128)]
 
 
-class TrackingLimiter:
-    def __init__(self, settings: Settings) -> None:
-        storage: Storage = (
-            RedisStorage(f"async+{settings.redis_url}") if settings.redis_url else MemoryStorage()
-        )
-        # fixed windows: O(1) per hit (a moving window keeps every hit of the window)
-        self.limiter = FixedWindowRateLimiter(storage)
-        self.per_client = parse(settings.tracking_rate_limit)
-        self.per_token = parse(settings.tracking_token_rate_limit)
-        self.trusted = {p.strip() for p in settings.trusted_proxies.split(",") if p.strip()}
-
-    def client_of(self, request: Request) -> str:
-        peer = request.client.host if request.client else "unknown"
-        forwarded = request.headers.get("x-forwarded-for")
-        if forwarded and peer in self.trusted:
-            return forwarded.split(",")[0].strip()[:64]
-        return peer
-
-    async def allow(self, request: Request, token: str) -> bool:
-        try:
-            by_client = await self.limiter.hit(self.per_client, "track-ip", self.client_of(request))
-            by_token = await self.limiter.hit(self.per_token, "track-token", token)
-        except Exception as exc:  # a limiter outage must not break the pixel
-            logger.warning("tracking limiter failed", extra={"error_type": type(exc).__name__})
-            return False
-        return by_client and by_token
-
-
-def _limiter(request: Request) -> TrackingLimiter:
-    limiter = getattr(request.app.state, "tracking_limiter", None)
+def tracking_limiter(app: FastAPI) -> TrackingLimiter:
+    limiter = getattr(app.state, "tracking_limiter", None)
     if limiter is None:
-        limiter = TrackingLimiter(request.app.state.settings)
-        request.app.state.tracking_limiter = limiter
+        limiter = app.state.tracking_limiter = TrackingLimiter(app.state.settings)
     return limiter  # type: ignore[no-any-return]
 
 
-def _recorder(request_app: FastAPI) -> OpenRecorder:
-    recorder = getattr(request_app.state, "open_recorder", None)
+def open_recorder(app: FastAPI) -> OpenRecorder:
+    recorder = getattr(app.state, "open_recorder", None)
     if recorder is None:
-        recorder = OpenRecorder(
-            request_app.state.db.engine, request_app.state.settings.tracking_flush_ms
+        settings = app.state.settings
+        recorder = app.state.open_recorder = OpenRecorder(
+            app.state.db.engine,
+            settings.tracking_token_secret.get_secret_value(),
+            tracking_limiter(app),
+            settings.tracking_flush_ms,
         )
-        request_app.state.open_recorder = recorder
     return recorder  # type: ignore[no-any-return]
 
 
-async def serve_pixel(app: FastAPI, request: Request, token: str) -> None:
-    """Verify, rate-limit and hand the open to the recorder; never raises."""
-    settings = app.state.settings
-    found = read_token(settings.tracking_token_secret.get_secret_value(), "o", token)
-    if found is None or not await _limiter(request).allow(request, token):
-        return
+async def take_open(
+    app: FastAPI, token: str, peer: str | None, forwarded_for: str | None, agent: str | None
+) -> None:
+    """Hand the hit to the recorder; never raises (the recipient always gets the GIF)."""
+    if len(token) != _TOKEN_LENGTH:
+        return  # not a token of ours; a signed one is checked by the recorder
     try:
-        machine = classify(request.headers.get("user-agent"), None) == "machine"
-        await _recorder(app).add(found[0], found[1], machine)
-    except Exception as exc:  # the recipient always gets the GIF
+        recorder = open_recorder(app)
+        client = recorder.limiter.client_address(peer, forwarded_for)
+        if recorder.inline:
+            await recorder.record_now(token, client, agent, time.time())
+        elif recorder.note(token, client, agent, time.time()):
+            await recorder.wait_for_room()
+    except Exception as exc:
         logger.error("open not recorded", extra={"error_type": type(exc).__name__})
 
 
-class PixelFastPath:
-    """GET /t/o/{token} answered in front of FastAPI's routing: the pixel is the hottest
-    path of the service and needs none of it (no auth, no body, no validation)."""
-
-    def __init__(self, app: ASGIApp, fastapi_app: FastAPI) -> None:
-        self.app = app
-        self.fastapi_app = fastapi_app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "") if scope["type"] == "http" else ""
-        if not path.startswith("/t/o/") or scope["method"] not in ("GET", "HEAD"):
-            await self.app(scope, receive, send)
-            return
-        token = path[5:]
-        if "/" not in token and 0 < len(token) <= 128:
-            await serve_pixel(self.fastapi_app, Request(scope, receive), token)
-        await send({"type": "http.response.start", "status": 200, "headers": _PIXEL_RAW})
-        await send({"type": "http.response.body", "body": GIF if scope["method"] == "GET" else b""})
+async def answer_pixel(app: FastAPI, scope: Scope, send: Send) -> bool:
+    """GET/HEAD /t/o/{token} answered in front of FastAPI and its middleware: the hottest
+    path of the service needs none of it (no auth, no body, no validation, no routing).
+    False when the request is not one for the pixel."""
+    method = scope["method"]
+    if method != "GET" and method != "HEAD":
+        return False
+    token = scope["path"][5:]
+    agent = forwarded = None
+    for name, value in scope["headers"]:
+        if name == b"user-agent":
+            agent = value.decode("latin-1")
+        elif name == b"x-forwarded-for":
+            forwarded = value.decode("latin-1")
+    client = scope.get("client")
+    await take_open(app, token, client[0] if client else None, forwarded, agent)
+    await send(_PIXEL_START)
+    await send(_PIXEL_BODY if method == "GET" else _PIXEL_HEAD_BODY)
+    return True
 
 
 @router.get(
@@ -134,9 +118,16 @@ class PixelFastPath:
     responses={200: {"content": {"image/gif": {}}, "description": "43-byte transparent GIF"}},
 )
 async def open_pixel(request: Request, token: TokenPath) -> Response:
-    # Normally answered by PixelFastPath before routing; this route documents it and
-    # serves it when the app runs without the fast path.
-    await serve_pixel(request.app, request, token)
+    # Normally answered by answer_pixel before FastAPI; this route documents it and
+    # serves it when the app is mounted inside another one.
+    peer = request.client.host if request.client else None
+    await take_open(
+        request.app,
+        token,
+        peer,
+        request.headers.get("x-forwarded-for"),
+        request.headers.get("user-agent"),
+    )
     return Response(GIF, media_type="image/gif", headers=PIXEL_HEADERS)
 
 
@@ -155,7 +146,11 @@ async def click(request: Request, token: TokenPath) -> RedirectResponse:
     found = read_token(settings.tracking_token_secret.get_secret_value(), "c", token)
     if found is None:
         raise NotFound("Unknown link")
-    allowed = await _limiter(request).allow(request, token)
+    limiter = tracking_limiter(request.app)
+    client = limiter.client_address(
+        request.client.host if request.client else None, request.headers.get("x-forwarded-for")
+    )
+    allowed = await limiter.allow(client, token)
     url = await record_click(
         request.app.state.db.engine,
         found[0],
@@ -173,7 +168,4 @@ async def click(request: Request, token: TokenPath) -> RedirectResponse:
 
 
 def register(app: FastAPI) -> None:
-    if not getattr(app.state, "tracking_routes_registered", False):
-        app.include_router(router)
-        app.add_middleware(PixelFastPath, fastapi_app=app)
-        app.state.tracking_routes_registered = True
+    app.include_router(router)

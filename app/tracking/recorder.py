@@ -1,11 +1,14 @@
 """Opens are recorded in batches, off the pixel's response path.
 
-The pixel answers at once; the open goes into an in-process buffer that a background task
-writes every TRACKING_FLUSH_MS (or sooner when it fills): one statement per org per batch
-writes the events, moves the counters, creates the first-open notifications and announces
-each event with ce.email.tracking. A flush that fails is retried once; on shutdown the
-buffer is flushed. What a crash of the API process loses is at most one flush interval of
-opens. TRACKING_FLUSH_MS=0 records each open inline, before the pixel is sent.
+The pixel answers at once with the same GIF whatever the token: all it does is note the
+token, the client address, the user agent and the time. A background task takes the notes
+every TRACKING_FLUSH_MS (or sooner when they fill a batch) and does the rest: verifies each
+token (forged ones are dropped), applies the per-client and per-token rate limits (over
+them, nothing is recorded), classifies the user agent, and writes each org's opens with one
+statement: the events, the counters, the first-open notifications and one
+ce.email.tracking announcement per event. A write that fails is retried once; on shutdown
+the notes are flushed. What a crash of the API process loses is at most one flush interval
+of opens. TRACKING_FLUSH_MS=0 records each open inline, before the pixel is sent.
 """
 
 from __future__ import annotations
@@ -21,18 +24,28 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.rls import org_transaction
-from app.tracking.classify import PREFETCH_WINDOW_SECONDS
+from app.tracking.classify import PREFETCH_WINDOW_SECONDS, classify
+from app.tracking.limiter import TrackingLimiter
+from app.tracking.tokens import read_token
 
 logger = logging.getLogger(__name__)
 
-Hit = tuple[UUID, UUID, bool, datetime]  # org, email, machine user agent, when
+Note = tuple[str, str, str | None, float]  # token, client address, user agent, unix time
+Open = tuple[UUID, bool, datetime]  # email, machine user agent, when
 
+# Bounded memo tables: a mailing's opens repeat the same tokens and user agents.
+_MEMO_LIMIT = 100_000
+
+# `notified` reads `target` alone: a first-open notification exists exactly when the email
+# already has a first_opened_at (both are written by this statement), so only emails
+# without one are tried, and ON CONFLICT covers two API processes racing.
 _RECORD_OPENS = text("""
 WITH hits AS (
     SELECT * FROM unnest(CAST(:email_ids AS uuid[]), CAST(:machine AS boolean[]),
                          CAST(:at AS timestamptz[])) AS h(email_id, machine, at)
 ), target AS (
     SELECT h.email_id, h.at, COALESCE(e.sent_by_user_id, a.owner_user_id) AS sender,
+           e.first_opened_at IS NULL AS first,
            CASE WHEN h.machine
                   OR e.sent_at > h.at - make_interval(secs => CAST(:window AS float8))
                 THEN 'machine' ELSE 'human' END AS classification
@@ -57,7 +70,7 @@ WITH hits AS (
     INSERT INTO notifications (org_id, user_id, type, data, dedupe_key)
     SELECT DISTINCT ON (t.email_id) CAST(:org_id AS uuid), t.sender, 'email_opened',
            jsonb_build_object('email_id', t.email_id::text), 'email_opened:' || t.email_id
-    FROM target t JOIN human h ON h.email_id = t.email_id
+    FROM target t WHERE t.first AND t.classification = 'human'
     ON CONFLICT DO NOTHING
     RETURNING id
 )
@@ -69,7 +82,7 @@ FROM event
 """)
 
 
-async def record_opens(engine: AsyncEngine, org_id: UUID, hits: list[Hit]) -> int:
+async def record_opens(engine: AsyncEngine, org_id: UUID, opens: list[Open]) -> int:
     """Record the opens of one org in one transaction; returns the events written."""
     async with org_transaction(engine, org_id) as session:
         row = (
@@ -77,9 +90,9 @@ async def record_opens(engine: AsyncEngine, org_id: UUID, hits: list[Hit]) -> in
                 _RECORD_OPENS,
                 {
                     "org_id": str(org_id),
-                    "email_ids": [h[1] for h in hits],
-                    "machine": [h[2] for h in hits],
-                    "at": [h[3] for h in hits],
+                    "email_ids": [o[0] for o in opens],
+                    "machine": [o[1] for o in opens],
+                    "at": [o[2] for o in opens],
                     "window": PREFETCH_WINDOW_SECONDS,
                 },
             )
@@ -88,64 +101,136 @@ async def record_opens(engine: AsyncEngine, org_id: UUID, hits: list[Hit]) -> in
 
 
 class OpenRecorder:
-    def __init__(self, engine: AsyncEngine, flush_ms: int, max_batch: int = 2000) -> None:
+    """Batches of opens, written one at a time by a background task.
+
+    Notes are written every `flush_ms`, or at once when `max_batch` of them wait. When the
+    database falls behind (`max_pending` notes waiting while a batch is being written), a
+    pixel waits for the writer to take the waiting notes before it answers: memory, and
+    what a crash could lose, stay bounded, and the pixel's rate settles at what the
+    database can record instead of growing a backlog.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        token_secret: str,
+        limiter: TrackingLimiter,
+        flush_ms: int,
+        max_batch: int = 500,
+        max_pending: int = 2000,
+    ) -> None:
         self.engine = engine
+        self.token_secret = token_secret
+        self.limiter = limiter
         self.flush_seconds = flush_ms / 1000
         self.max_batch = max_batch
-        self._buffer: list[Hit] = []
+        self.max_pending = max(max_pending, max_batch)
+        self._notes: list[Note] = []
         self._full = asyncio.Event()
+        self._taken: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._flushing = asyncio.Lock()
+        self._verified: dict[str, tuple[UUID, UUID]] = {}
+        self._machine: dict[str | None, bool] = {}
 
     @property
     def inline(self) -> bool:
         return self.flush_seconds <= 0
 
-    async def add(self, org_id: UUID, email_id: UUID, machine_agent: bool) -> None:
-        hit = (org_id, email_id, machine_agent, datetime.now(UTC))
-        if self.inline:
-            await record_opens(self.engine, org_id, [hit])
-            return
-        self._buffer.append(hit)
-        if self._task is None or self._task.done():
+    def note(self, token: str, client: str, user_agent: str | None, at: float) -> bool:
+        """The pixel's whole share of the work (the hot path): keep the hit for the batch.
+        True when the caller should `await wait_for_room()` before answering."""
+        notes = self._notes
+        notes.append((token, client, user_agent, at))
+        pending = len(notes)
+        if pending == 1 and (self._task is None or self._task.done()):
             self._task = asyncio.create_task(self._run(), name="tracking-open-recorder")
-        if len(self._buffer) >= self.max_batch:
+        elif pending >= self.max_batch:
             self._full.set()
+        return pending >= self.max_pending
+
+    async def wait_for_room(self) -> None:
+        while len(self._notes) >= self.max_pending:
+            if self._taken is None:
+                self._taken = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._taken)
+
+    async def record_now(self, token: str, client: str, user_agent: str | None, at: float) -> int:
+        """TRACKING_FLUSH_MS=0: this one hit, written before the pixel is answered."""
+        return await self._record([(token, client, user_agent, at)])
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._full.wait(), self.flush_seconds)
+            if len(self._notes) < self.max_batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), self.flush_seconds)
             self._full.clear()
             await self.flush()
 
     async def flush(self) -> int:
         async with self._flushing:
-            batch, self._buffer = self._buffer, []
-            by_org: dict[UUID, list[Hit]] = defaultdict(list)
-            for hit in batch:
-                by_org[hit[0]].append(hit)
-            written = 0
-            for org_id, hits in by_org.items():
-                for attempt in (1, 2):
-                    try:
-                        written += await record_opens(self.engine, org_id, hits)
-                        break
-                    except Exception as exc:
-                        logger.error(
-                            "opens not recorded",
-                            extra={
-                                "org_id": str(org_id),
-                                "count": len(hits),
-                                "attempt": attempt,
-                                "error_type": type(exc).__name__,
-                            },
-                        )
-            return written
+            notes, self._notes = self._notes, []
+            taken, self._taken = self._taken, None
+            if taken is not None and not taken.done():
+                taken.set_result(None)
+            return await self._record(notes) if notes else 0
+
+    async def _record(self, notes: list[Note]) -> int:
+        verified: list[tuple[Note, tuple[UUID, UUID]]] = []
+        for note in notes:
+            ids = self._verify(note[0])
+            if ids is not None:
+                verified.append((note, ids))
+        if not verified:
+            return 0
+        admitted = await self.limiter.admit([(note[1], note[0]) for note, _ in verified])
+        by_org: dict[UUID, list[Open]] = defaultdict(list)
+        for (note, (org_id, email_id)), allowed in zip(verified, admitted, strict=True):
+            if allowed:
+                machine = self._is_machine(note[2])
+                by_org[org_id].append((email_id, machine, datetime.fromtimestamp(note[3], UTC)))
+        written = 0
+        for org_id, opens in by_org.items():
+            for attempt in (1, 2):
+                try:
+                    written += await record_opens(self.engine, org_id, opens)
+                    break
+                except Exception as exc:
+                    logger.error(
+                        "opens not recorded",
+                        extra={
+                            "org_id": str(org_id),
+                            "count": len(opens),
+                            "attempt": attempt,
+                            "error_type": type(exc).__name__,
+                        },
+                    )
+        return written
+
+    def _verify(self, token: str) -> tuple[UUID, UUID] | None:
+        ids = self._verified.get(token)
+        if ids is None:
+            ids = read_token(self.token_secret, "o", token)
+            if ids is not None:  # only signed tokens are remembered
+                if len(self._verified) >= _MEMO_LIMIT:
+                    self._verified.clear()
+                self._verified[token] = ids
+        return ids
+
+    def _is_machine(self, user_agent: str | None) -> bool:
+        machine = self._machine.get(user_agent)
+        if machine is None:
+            machine = classify(user_agent, None) == "machine"
+            if len(self._machine) >= _MEMO_LIMIT:
+                self._machine.clear()
+            self._machine[user_agent] = machine
+        return machine
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
+            # under the lock, so a batch being written is finished, not cancelled half-way
+            async with self._flushing:
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.flush()

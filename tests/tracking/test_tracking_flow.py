@@ -311,6 +311,9 @@ def test_classification(agent: str, age: float, expected: str) -> None:
 async def test_buffered_recorder_writes_every_open_in_batches(
     client: httpx.AsyncClient, app: FastAPI, make_org: Any, owner_engine: AsyncEngine
 ) -> None:
+    import time
+
+    from app.tracking.limiter import TrackingLimiter
     from app.tracking.recorder import OpenRecorder
 
     org: Org = await make_org("Buffered")
@@ -322,17 +325,27 @@ async def test_buffered_recorder_writes_every_open_in_batches(
             text("UPDATE ce_emails SET sent_at = now() - interval '1 hour' WHERE id = :e"),
             {"e": email_id},
         )
-    recorder = OpenRecorder(app.state.db.engine, flush_ms=20, max_batch=7)
+    settings = app.state.settings.model_copy(update={"tracking_token_rate_limit": "30/minute"})
+    secret = settings.tracking_token_secret.get_secret_value()
+    token = make_token(secret, "o", org.id, uuid.UUID(email_id))
+    forged = make_token("another-secret", "o", org.id, uuid.UUID(email_id))
+    recorder = OpenRecorder(
+        app.state.db.engine, secret, TrackingLimiter(settings), flush_ms=20, max_batch=7
+    )
     for i in range(25):
-        await recorder.add(org.id, uuid.UUID(email_id), machine_agent=i % 5 == 0)
+        agent = "python-requests/2.31" if i % 5 == 0 else HUMAN["User-Agent"]
+        recorder.note(token, f"10.0.0.{i % 3}", agent, time.time())
+        recorder.note(forged, "10.0.0.9", HUMAN["User-Agent"], time.time())
+    for _ in range(10):  # past the token's 30/minute: served elsewhere, recorded nowhere
+        recorder.note(token, "10.0.0.7", HUMAN["User-Agent"], time.time())
     await recorder.close()  # flushes what is still buffered
     opens = await _count(
         owner_engine,
         "SELECT count(*) FROM ce_email_tracking_events WHERE email_id = :e AND type = 'opened'",
         e=email_id,
     )
-    assert opens == 25
-    assert (await _row(owner_engine, email_id))["open_count"] == 20  # 5 machine opens
+    assert opens == 30
+    assert (await _row(owner_engine, email_id))["open_count"] == 25  # 5 machine opens
     assert (
         await _count(
             owner_engine,
@@ -341,3 +354,73 @@ async def test_buffered_recorder_writes_every_open_in_batches(
         )
         == 1
     )
+
+
+@pytest.mark.asyncio
+async def test_batched_limits_admit_exactly_what_one_hit_at_a_time_would() -> None:
+    import random
+
+    from limits import parse
+    from limits.storage import MemoryStorage
+    from limits.strategies import FixedWindowRateLimiter
+
+    from app.tracking.limiter import TrackingLimiter
+
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        tracking_rate_limit="40/minute",
+        tracking_token_rate_limit="7/minute",
+    )
+    batched = TrackingLimiter(settings)
+    one_by_one = FixedWindowRateLimiter(MemoryStorage())
+    per_client, per_token = parse("40/minute"), parse("7/minute")
+    rng = random.Random(7)
+    for _ in range(20):
+        hits = [
+            (f"c{rng.randrange(4)}", f"t{rng.randrange(9)}") for _ in range(rng.randrange(1, 30))
+        ]
+        expected = []
+        for client_, token in hits:
+            by_client = one_by_one.hit(per_client, "track-ip", client_)
+            by_token = one_by_one.hit(per_token, "track-token", token)
+            expected.append(by_client and by_token)
+        assert await batched.admit(hits) == expected
+    assert True in expected or False in expected
+
+
+@pytest.mark.asyncio
+async def test_a_full_recorder_makes_the_pixel_wait_until_the_writer_takes_the_notes(
+    client: httpx.AsyncClient, app: FastAPI, make_org: Any, owner_engine: AsyncEngine
+) -> None:
+    import asyncio
+    import time
+
+    from app.tracking.limiter import TrackingLimiter
+    from app.tracking.recorder import OpenRecorder
+
+    org: Org = await make_org("Back-pressure")
+    mailbox = f"bp-{uuid.uuid4().hex[:6]}@gmail.test"
+    account = await connect(client, "gmail", org.headers(), login_hint=mailbox)
+    email_id, _ = await _send(client, app, org, account["id"], mailbox, "gmail")
+    settings = app.state.settings
+    secret = settings.tracking_token_secret.get_secret_value()
+    token = make_token(secret, "o", org.id, uuid.UUID(email_id))
+    # an interval far longer than the test: only a full batch can start a write
+    recorder = OpenRecorder(
+        app.state.db.engine,
+        secret,
+        TrackingLimiter(settings),
+        flush_ms=60_000,
+        max_batch=4,
+        max_pending=6,
+    )
+    waits = [recorder.note(token, "10.0.0.1", HUMAN["User-Agent"], time.time()) for _ in range(6)]
+    assert waits == [False] * 5 + [True]
+    await asyncio.wait_for(recorder.wait_for_room(), timeout=10)
+    await recorder.close()
+    opens = await _count(
+        owner_engine,
+        "SELECT count(*) FROM ce_email_tracking_events WHERE email_id = :e AND type = 'opened'",
+        e=email_id,
+    )
+    assert opens == 6
