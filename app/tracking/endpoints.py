@@ -84,8 +84,8 @@ async def take_open(
         client = recorder.limiter.client_address(peer, forwarded_for)
         if recorder.inline:
             await recorder.record_now(token, client, agent, time.time())
-        elif recorder.note(token, client, agent, time.time()):
-            await recorder.wait_for_room()
+        elif pace := recorder.note(token, client, agent, time.time()):
+            await recorder.pace(pace)
     except Exception as exc:
         logger.error("open not recorded", extra={"error_type": type(exc).__name__})
 

@@ -100,14 +100,20 @@ async def record_opens(engine: AsyncEngine, org_id: UUID, opens: list[Open]) -> 
     return int(row[0])
 
 
+# The longest a pixel is held back while the database catches up (see OpenRecorder).
+MAX_PACE_SECONDS = 0.02
+
+
 class OpenRecorder:
     """Batches of opens, written one at a time by a background task.
 
     Notes are written every `flush_ms`, or at once when `max_batch` of them wait. When the
-    database falls behind (`max_pending` notes waiting while a batch is being written), a
-    pixel waits for the writer to take the waiting notes before it answers: memory, and
-    what a crash could lose, stay bounded, and the pixel's rate settles at what the
-    database can record instead of growing a backlog.
+    database falls behind, the pixel is paced instead of the backlog growing: past
+    `2 * max_batch` waiting notes each pixel is held back a little before it answers, in
+    proportion to the backlog (up to MAX_PACE_SECONDS at `max_pending`), and at
+    `max_pending` it also waits for the writer to take the notes. The pixel's rate so
+    settles smoothly at what PostgreSQL can record, and memory, and what a crash could
+    lose, stay bounded by `max_pending` notes.
     """
 
     def __init__(
@@ -117,14 +123,16 @@ class OpenRecorder:
         limiter: TrackingLimiter,
         flush_ms: int,
         max_batch: int = 500,
-        max_pending: int = 2000,
+        max_pending: int = 10_000,
     ) -> None:
         self.engine = engine
         self.token_secret = token_secret
         self.limiter = limiter
         self.flush_seconds = flush_ms / 1000
         self.max_batch = max_batch
-        self.max_pending = max(max_pending, max_batch)
+        self.max_pending = max(max_pending, max_batch + 1)
+        self._pace_from = min(2 * max_batch, self.max_pending - 1)
+        self._pace_per_note = MAX_PACE_SECONDS / (self.max_pending - self._pace_from)
         self._notes: list[Note] = []
         self._full = asyncio.Event()
         self._taken: asyncio.Future[None] | None = None
@@ -137,9 +145,9 @@ class OpenRecorder:
     def inline(self) -> bool:
         return self.flush_seconds <= 0
 
-    def note(self, token: str, client: str, user_agent: str | None, at: float) -> bool:
+    def note(self, token: str, client: str, user_agent: str | None, at: float) -> float:
         """The pixel's whole share of the work (the hot path): keep the hit for the batch.
-        True when the caller should `await wait_for_room()` before answering."""
+        Returns 0, or the seconds to `pace()` before answering when the writer is behind."""
         notes = self._notes
         notes.append((token, client, user_agent, at))
         pending = len(notes)
@@ -147,9 +155,12 @@ class OpenRecorder:
             self._task = asyncio.create_task(self._run(), name="tracking-open-recorder")
         elif pending >= self.max_batch:
             self._full.set()
-        return pending >= self.max_pending
+        if pending <= self._pace_from:
+            return 0.0
+        return (pending - self._pace_from) * self._pace_per_note
 
-    async def wait_for_room(self) -> None:
+    async def pace(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
         while len(self._notes) >= self.max_pending:
             if self._taken is None:
                 self._taken = asyncio.get_running_loop().create_future()

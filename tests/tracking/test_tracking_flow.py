@@ -389,14 +389,14 @@ async def test_batched_limits_admit_exactly_what_one_hit_at_a_time_would() -> No
 
 
 @pytest.mark.asyncio
-async def test_a_full_recorder_makes_the_pixel_wait_until_the_writer_takes_the_notes(
+async def test_a_recorder_behind_paces_the_pixel_until_the_writer_takes_the_notes(
     client: httpx.AsyncClient, app: FastAPI, make_org: Any, owner_engine: AsyncEngine
 ) -> None:
     import asyncio
     import time
 
     from app.tracking.limiter import TrackingLimiter
-    from app.tracking.recorder import OpenRecorder
+    from app.tracking.recorder import MAX_PACE_SECONDS, OpenRecorder
 
     org: Org = await make_org("Back-pressure")
     mailbox = f"bp-{uuid.uuid4().hex[:6]}@gmail.test"
@@ -411,12 +411,15 @@ async def test_a_full_recorder_makes_the_pixel_wait_until_the_writer_takes_the_n
         secret,
         TrackingLimiter(settings),
         flush_ms=60_000,
-        max_batch=4,
+        max_batch=2,
         max_pending=6,
     )
-    waits = [recorder.note(token, "10.0.0.1", HUMAN["User-Agent"], time.time()) for _ in range(6)]
-    assert waits == [False] * 5 + [True]
-    await asyncio.wait_for(recorder.wait_for_room(), timeout=10)
+    paces = [recorder.note(token, "10.0.0.1", HUMAN["User-Agent"], time.time()) for _ in range(6)]
+    # paced past 2 * max_batch, more the longer the backlog, the most at max_pending
+    assert paces[:4] == [0.0] * 4
+    assert 0 < paces[4] < paces[5] == MAX_PACE_SECONDS
+    await asyncio.wait_for(recorder.pace(paces[5]), timeout=10)
+    assert len(recorder._notes) < 6  # the writer took them
     await recorder.close()
     opens = await _count(
         owner_engine,
