@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     while it parses and stores earlier ones; 1 fetches only once the previous page is
     stored. Keep it small: Gmail limits concurrent requests per user (Graph's own cap,
     `graph_fetch_concurrency`, applies across pages)."""
+    sync_concurrent_writes: int = 2
+    """Pages of a sync written at the same time, each in its own transaction (1: one after
+    the other). The cursor is saved only once all of them are stored."""
     sync_parse_processes: int = 0
     """Processes that parse synced mail beside the event loop (0: parse in it, yielding
     between messages). Worth it when a core is otherwise idle during a sync."""

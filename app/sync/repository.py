@@ -16,11 +16,9 @@ async def known_provider_ids(
 ) -> set[str]:
     if not provider_ids:
         return set()
+    # sql/070: one index probe per id, robust to statistics that do not know the account
     rows = await session.execute(
-        text(
-            "SELECT provider_message_id FROM ce_emails WHERE account_id = :a "
-            "AND provider_message_id = ANY(:ids)"
-        ),
+        text("SELECT ce_known_provider_ids(:a, CAST(:ids AS text[]))"),
         {"a": account_id, "ids": list(provider_ids)},
     )
     return set(rows.scalars())

@@ -15,7 +15,7 @@ import hmac
 import logging
 import multiprocessing
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -58,6 +58,10 @@ FOLDERS: tuple[Folder, Folder] = ("inbox", "sent")
 SYNC_TASK = "ce:sync_account"
 
 
+# A listing, page by page: (messages listed, provider ids deleted).
+Listing = AsyncIterator[tuple[Sequence[MessageRef], Sequence[str]]]
+
+
 @dataclass
 class SyncRun:
     ctx: ServiceContext
@@ -77,63 +81,108 @@ class SyncRun:
     def account_id(self) -> UUID:
         return UUID(str(self.account["id"]))
 
-    async def ingest(
-        self, refs: Sequence[MessageRef], phase: str, folder: Folder | None = None
-    ) -> None:
-        """Fetch what we do not have yet (one fetch per message) and store it.
+    async def ingest(self, listing: Listing, phase: str, folder: Folder | None = None) -> None:
+        """Fetch what we do not have yet of the listed messages (one fetch per message),
+        store it, and apply the listed deletions.
 
-        A pipeline over pages of FETCH_CHUNK messages: up to `sync_fetch_pipeline_depth`
-        fetches are in flight, the page that arrived is parsed while the previous one is
-        being written, and pages are written one after the other, in order, each in its
-        own transaction with its progress. It returns (and so the caller saves a cursor)
-        only once every page is stored; on an error, what is in flight is dropped or
-        finished (a started write commits whole or not at all) before the error goes on.
+        A pipeline over pages of FETCH_CHUNK messages that runs across the listing's pages:
+        up to `sync_fetch_pipeline_depth` fetches are in flight, the next listing page is
+        read when the queue runs dry (so the pipeline does not empty at every page of a
+        long listing), a fetched page is parsed while earlier ones are written, and up to
+        `sync_concurrent_writes` pages are written at once, each in its own transaction
+        with its progress. Deletions wait until everything listed before them is stored.
+        It returns (and so the caller saves a cursor) only once every page is stored; on
+        an error, what is in flight is dropped or finished (a started write commits whole
+        or not at all) before the error goes on.
         """
+        storage = document_storage(self.ctx.settings)
+        depth = max(1, self.ctx.settings.sync_fetch_pipeline_depth)
+        concurrent_writes = max(1, self.ctx.settings.sync_concurrent_writes)
+        chunks: deque[list[MessageRef]] = deque()
+        deletes: list[str] = []
+        pages: deque[tuple[list[MessageRef], asyncio.Task[PreparedPage]]] = deque()
+        writes: deque[asyncio.Task[None]] = deque()
+        queued: set[str] = set()  # ids this call has queued to fetch
+        listing_open = True
+
+        async def top_up() -> None:
+            nonlocal listing_open
+            while len(pages) < depth:
+                if chunks:
+                    chunk = chunks.popleft()
+                    pages.append(
+                        (chunk, asyncio.ensure_future(self._fetch_and_prepare(chunk, folder)))
+                    )
+                elif listing_open and not deletes:
+                    listing_open = await self._list_next(listing, chunks, queued, deletes, phase)
+                else:
+                    return
+
+        try:
+            while True:
+                await top_up()
+                if pages:
+                    chunk, task = pages.popleft()
+                    page = await task
+                    self.fetched += len(chunk)
+                    await top_up()
+                    while len(writes) >= concurrent_writes:
+                        await writes.popleft()
+                    writes.append(
+                        asyncio.ensure_future(self._write(page, len(chunk), phase, storage))
+                    )
+                    continue
+                while writes:
+                    await writes.popleft()
+                if not deletes:
+                    break  # the listing is done and everything is stored
+                await self.remove(deletes)
+                queued.difference_update(deletes)  # a message may come back later
+                deletes.clear()
+        finally:
+            pending: list[asyncio.Task[Any]] = [task for _, task in pages]
+            for task in pending:
+                task.cancel()
+            pending.extend(write for write in writes if not write.done())
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _list_next(
+        self,
+        listing: Listing,
+        chunks: deque[list[MessageRef]],
+        queued: set[str],
+        deletes: list[str],
+        phase: str,
+    ) -> bool:
+        """Queue the next listed page's messages we do not have; False at the end."""
+        listed = await anext(listing, None)
+        if listed is None:
+            return False
+        refs, deleted = listed
+        deletes.extend(deleted)
         self.listed += len(refs)
         self.seen.update(r.id for r in refs)
         async with org_transaction(self.ctx.engine, self.org_id) as session:
             known = await repository.known_provider_ids(
                 session, self.account_id, [r.id for r in refs]
             )
-        missing = [r for r in dict((r.id, r) for r in refs).values() if r.id not in known]
-        storage = document_storage(self.ctx.settings)
-        chunks = deque(
+        # Not known, nor already queued by an earlier page of this run (listings repeat
+        # items across pages, and that page's write may not have committed yet).
+        missing = [
+            r
+            for r in dict((r.id, r) for r in refs).values()
+            if r.id not in known and r.id not in queued
+        ]
+        queued.update(r.id for r in missing)
+        chunks.extend(
             missing[start : start + FETCH_CHUNK] for start in range(0, len(missing), FETCH_CHUNK)
         )
-        depth = max(1, self.ctx.settings.sync_fetch_pipeline_depth)
-        pages: deque[tuple[list[MessageRef], asyncio.Task[PreparedPage]]] = deque()
-        write: asyncio.Task[None] | None = None
-
-        def start_next() -> None:
-            if chunks:
-                chunk = chunks.popleft()
-                pages.append((chunk, asyncio.ensure_future(self._fetch_and_prepare(chunk, folder))))
-
-        try:
-            for _ in range(depth):
-                start_next()
-            while pages:
-                chunk, task = pages.popleft()
-                page = await task
-                self.fetched += len(chunk)
-                start_next()
-                if write is not None:
-                    await write
-                write = asyncio.ensure_future(self._write(page, len(chunk), phase, storage))
-            if write is not None:
-                await write
-        finally:
-            pending: list[asyncio.Task[Any]] = [task for _, task in pages]
-            for task in pending:
-                task.cancel()
-            if write is not None and not write.done():
-                pending.append(write)
-            await asyncio.gather(*pending, return_exceptions=True)
         if not missing and refs:
             async with org_transaction(self.ctx.engine, self.org_id) as session:
                 await repository.progress(
                     session, self.account_id, phase=phase, processed_delta=0, estimate=self.listed
                 )
+        return True
 
     async def _fetch_and_prepare(
         self, chunk: list[MessageRef], folder: Folder | None
@@ -228,61 +277,78 @@ def push_client_state(ctx: ServiceContext, account_id: UUID) -> str:
 
 async def _full_gmail(run: SyncRun) -> dict[str, Any]:
     cursor: str | None = None
-    for folder in FOLDERS:
+
+    async def listing(folder: Folder) -> Listing:
+        nonlocal cursor
         token: str | None = None
         while True:
             page = await run.provider.list_messages(folder, run.since, token)
-            await run.ingest(page.added, phase=f"backfill:{folder}", folder=folder)
             if page.new_cursor and cursor is None:
                 cursor = page.new_cursor  # the first folder's: it predates both listings
+            yield page.added, page.deleted
             token = page.next_page_token
             if not token:
-                break
+                return
+
+    for folder in FOLDERS:
+        await run.ingest(listing(folder), phase=f"backfill:{folder}", folder=folder)
     await _reconcile_window(run, folders=None)
     return {"history_id": cursor} if cursor else {}
 
 
 async def _incremental_gmail(run: SyncRun, history_id: str) -> dict[str, Any]:
-    token: str | None = None
     new_cursor = history_id
-    while True:
-        page = await run.provider.list_changes(history_id, token)
-        await run.ingest(page.added, phase="incremental")
-        await run.remove(page.deleted)
-        if page.new_cursor:
-            new_cursor = page.new_cursor
-        token = page.next_page_token
-        if not token:
-            break
+
+    async def listing() -> Listing:
+        nonlocal new_cursor
+        token: str | None = None
+        while True:
+            page = await run.provider.list_changes(history_id, token)
+            if page.new_cursor:
+                new_cursor = page.new_cursor
+            yield page.added, page.deleted
+            token = page.next_page_token
+            if not token:
+                return
+
+    await run.ingest(listing(), phase="incremental")
     return {"history_id": new_cursor}
 
 
 async def _full_graph_folder(run: SyncRun, folder: Folder) -> str | None:
-    token: str | None = None
     cursor: str | None = None
-    while True:
-        page = await run.provider.list_messages(folder, run.since, token)
-        await run.ingest(page.added, phase=f"backfill:{folder}", folder=folder)
-        await run.remove(page.deleted)
-        cursor = page.new_cursor or cursor
-        token = page.next_page_token
-        if not token:
-            break
+
+    async def listing() -> Listing:
+        nonlocal cursor
+        token: str | None = None
+        while True:
+            page = await run.provider.list_messages(folder, run.since, token)
+            cursor = page.new_cursor or cursor
+            yield page.added, page.deleted
+            token = page.next_page_token
+            if not token:
+                return
+
+    await run.ingest(listing(), phase=f"backfill:{folder}", folder=folder)
     await _reconcile_window(run, folders=(folder,))
     return cursor
 
 
 async def _incremental_graph_folder(run: SyncRun, folder: Folder, delta_link: str) -> str:
-    token: str | None = None
     cursor = delta_link
-    while True:
-        page = await run.provider.list_changes(delta_link, token, folder)
-        await run.ingest(page.added, phase="incremental", folder=folder)
-        await run.remove(page.deleted)
-        cursor = page.new_cursor or cursor
-        token = page.next_page_token
-        if not token:
-            break
+
+    async def listing() -> Listing:
+        nonlocal cursor
+        token: str | None = None
+        while True:
+            page = await run.provider.list_changes(delta_link, token, folder)
+            cursor = page.new_cursor or cursor
+            yield page.added, page.deleted
+            token = page.next_page_token
+            if not token:
+                return
+
+    await run.ingest(listing(), phase="incremental", folder=folder)
     return cursor
 
 

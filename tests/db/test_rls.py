@@ -112,6 +112,30 @@ async def test_vault_functions_only_reach_the_current_org(
             await s.execute(text("SELECT * FROM vault.secrets"))
 
 
+async def test_known_provider_ids_answers_only_for_the_current_orgs_account(
+    owner_engine: AsyncEngine, app_engine: AsyncEngine, org_a: Org, org_b: Org
+) -> None:
+    from app.sync.repository import known_provider_ids
+    from tests.db.factories import make_account, make_email
+
+    account = await make_account(owner_engine, org_a.id, uuid.UUID(org_a["admin"]["user_id"]))
+    await make_email(owner_engine, org_a.id, account)
+    async with owner_engine.connect() as conn:
+        stored = (
+            await conn.execute(
+                text("SELECT provider_message_id FROM ce_emails WHERE account_id = :a"),
+                {"a": account},
+            )
+        ).scalar_one()
+    asked = [stored, "not-stored", stored]
+    async with org_transaction(app_engine, org_a.id) as s:
+        assert await known_provider_ids(s, account, asked) == {stored}
+    async with org_transaction(app_engine, org_b.id) as s:
+        assert await known_provider_ids(s, account, asked) == set()
+    async with system_transaction(app_engine) as s:
+        assert await known_provider_ids(s, account, asked) == set()
+
+
 async def test_pooled_connection_after_a_local_setting_reads_empty_not_error(
     owner_engine: AsyncEngine, app_engine: AsyncEngine, org_a: Org
 ) -> None:

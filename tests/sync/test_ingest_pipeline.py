@@ -159,3 +159,50 @@ async def test_parsing_in_a_separate_process_stores_the_same(
     assert await stored_messages(owner_engine, account["id"]) == sandbox_messages(
         app, "gmail", mailbox
     )
+
+
+async def test_a_listing_streams_across_pages_repeats_fetch_once_deletions_wait(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    make_org: Any,
+    owner_engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from app.accounts import repository as accounts_repository
+    from app.db.rls import org_transaction
+
+    org, account, _ = await _account(client, make_org, "gmail", count=3)
+    ctx = app.state.ctx
+    account_id = uuid.UUID(account["id"])
+    async with org_transaction(ctx.engine, org.id) as session:
+        row = dict(await accounts_repository.get_account(session, account_id))
+    provider = ctx.account_provider("gmail", org.id, account_id)
+    since = datetime.now(UTC) - timedelta(days=30)
+    a, b, c = (await provider.list_messages("inbox", since, None)).added
+
+    fetched: list[str] = []
+    original: GetMessages = GmailProvider.get_messages
+
+    async def counting(self: Any, ids: Sequence[Any], folder: Any = None) -> list[Any]:
+        await asyncio.sleep(0.02)  # keep the write of the first page in flight
+        fetched.extend(ref.id for ref in ids)
+        return await original(self, ids, folder)
+
+    def run() -> sync_service.SyncRun:
+        return sync_service.SyncRun(ctx, org.id, row, provider, since=since, body_limit_kb=500)
+
+    async def listing(*pages: tuple[list[Any], list[str]]) -> sync_service.Listing:
+        for page in pages:
+            yield page
+
+    monkeypatch.setattr(GmailProvider, "get_messages", counting)
+    # b listed twice before its first write commits; a deleted once it is stored
+    await run().ingest(listing(([a, b], []), ([b, c], []), ([], [a.id])), phase="test")
+    assert set(await stored_messages(owner_engine, account["id"])) == {b.id, c.id}
+    assert sorted(fetched) == sorted([a.id, b.id, c.id])
+    # a listed again after its deletion comes back
+    await run().ingest(listing(([a], [])), phase="test")
+    assert set(await stored_messages(owner_engine, account["id"])) == {a.id, b.id, c.id}
+    assert sorted(fetched) == sorted([a.id, a.id, b.id, c.id])
