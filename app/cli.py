@@ -86,6 +86,9 @@ def serve(
         workers=workers,
         access_log=False,  # paths carry tokens; app.http logs route templates instead
         log_config=None,
+        # a connection that never finishes must not keep a stopping server alive; the
+        # lifespan shutdown (flushing buffered opens) still runs after this
+        timeout_graceful_shutdown=15,
     )
 
 
