@@ -397,9 +397,14 @@ async def run_demo(settings: Settings, *, port: int | None, keep_serving: bool) 
             if click:
                 r = await http.get(click.group(1), headers=human)
                 demo.say(f"  GET /t/c/… → {r.status_code} Location: {r.headers.get('location')}")
-            detail = (
-                await http.get(f"{base}/v1/emails/{email_id}", headers=demo.headers(token))
-            ).json()
+            # Opens are written in batches (TRACKING_FLUSH_MS): read once they are in.
+            for _ in range(40):
+                detail = (
+                    await http.get(f"{base}/v1/emails/{email_id}", headers=demo.headers(token))
+                ).json()
+                if not pixel or (detail.get("tracking") or {}).get("opens"):
+                    break
+                await asyncio.sleep(0.05)
             demo.say(f"  tracking: {detail.get('tracking')}")
 
             demo.say("\n8. A message to a mistyped address bounces")
