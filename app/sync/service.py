@@ -15,7 +15,7 @@ import hmac
 import logging
 import multiprocessing
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -39,7 +39,7 @@ from app.messages.service import (
 )
 from app.observability.metrics import MESSAGES_SYNCED
 from app.platform.documents import DocumentStorage, document_storage
-from app.providers.base import Folder, MailProvider, MessageRef
+from app.providers.base import ChangePage, Folder, MailProvider, MessageRef
 from app.providers.errors import (
     AuthRevoked,
     CursorExpired,
@@ -275,23 +275,38 @@ def push_client_state(ctx: ServiceContext, account_id: UUID) -> str:
     return hmac.new(key, str(account_id).encode(), hashlib.sha256).hexdigest()[:64]
 
 
-async def _full_gmail(run: SyncRun) -> dict[str, Any]:
-    cursor: str | None = None
+def _listing(
+    fetch: Callable[[str | None], Awaitable[ChangePage]], on_page: Callable[[ChangePage], None]
+) -> Listing:
+    """A provider listing read page by page (`fetch(page_token)`), as `SyncRun.ingest`
+    consumes it; `on_page` sees each page first (to keep its cursor)."""
 
-    async def listing(folder: Folder) -> Listing:
-        nonlocal cursor
+    async def pages() -> Listing:
         token: str | None = None
         while True:
-            page = await run.provider.list_messages(folder, run.since, token)
-            if page.new_cursor and cursor is None:
-                cursor = page.new_cursor  # the first folder's: it predates both listings
+            page = await fetch(token)
+            on_page(page)
             yield page.added, page.deleted
             token = page.next_page_token
             if not token:
                 return
 
+    return pages()
+
+
+async def _full_gmail(run: SyncRun) -> dict[str, Any]:
+    cursor: str | None = None
+
+    def keep_cursor(page: ChangePage) -> None:
+        nonlocal cursor
+        if page.new_cursor and cursor is None:
+            cursor = page.new_cursor  # the first folder's: it predates both listings
+
     for folder in FOLDERS:
-        await run.ingest(listing(folder), phase=f"backfill:{folder}", folder=folder)
+        listing = _listing(
+            lambda token, f=folder: run.provider.list_messages(f, run.since, token), keep_cursor
+        )
+        await run.ingest(listing, phase=f"backfill:{folder}", folder=folder)
     await _reconcile_window(run, folders=None)
     return {"history_id": cursor} if cursor else {}
 
@@ -299,37 +314,26 @@ async def _full_gmail(run: SyncRun) -> dict[str, Any]:
 async def _incremental_gmail(run: SyncRun, history_id: str) -> dict[str, Any]:
     new_cursor = history_id
 
-    async def listing() -> Listing:
+    def keep_cursor(page: ChangePage) -> None:
         nonlocal new_cursor
-        token: str | None = None
-        while True:
-            page = await run.provider.list_changes(history_id, token)
-            if page.new_cursor:
-                new_cursor = page.new_cursor
-            yield page.added, page.deleted
-            token = page.next_page_token
-            if not token:
-                return
+        new_cursor = page.new_cursor or new_cursor
 
-    await run.ingest(listing(), phase="incremental")
+    listing = _listing(lambda token: run.provider.list_changes(history_id, token), keep_cursor)
+    await run.ingest(listing, phase="incremental")
     return {"history_id": new_cursor}
 
 
 async def _full_graph_folder(run: SyncRun, folder: Folder) -> str | None:
     cursor: str | None = None
 
-    async def listing() -> Listing:
+    def keep_cursor(page: ChangePage) -> None:
         nonlocal cursor
-        token: str | None = None
-        while True:
-            page = await run.provider.list_messages(folder, run.since, token)
-            cursor = page.new_cursor or cursor
-            yield page.added, page.deleted
-            token = page.next_page_token
-            if not token:
-                return
+        cursor = page.new_cursor or cursor
 
-    await run.ingest(listing(), phase=f"backfill:{folder}", folder=folder)
+    listing = _listing(
+        lambda token: run.provider.list_messages(folder, run.since, token), keep_cursor
+    )
+    await run.ingest(listing, phase=f"backfill:{folder}", folder=folder)
     await _reconcile_window(run, folders=(folder,))
     return cursor
 
@@ -337,18 +341,14 @@ async def _full_graph_folder(run: SyncRun, folder: Folder) -> str | None:
 async def _incremental_graph_folder(run: SyncRun, folder: Folder, delta_link: str) -> str:
     cursor = delta_link
 
-    async def listing() -> Listing:
+    def keep_cursor(page: ChangePage) -> None:
         nonlocal cursor
-        token: str | None = None
-        while True:
-            page = await run.provider.list_changes(delta_link, token, folder)
-            cursor = page.new_cursor or cursor
-            yield page.added, page.deleted
-            token = page.next_page_token
-            if not token:
-                return
+        cursor = page.new_cursor or cursor
 
-    await run.ingest(listing(), phase="incremental", folder=folder)
+    listing = _listing(
+        lambda token: run.provider.list_changes(delta_link, token, folder), keep_cursor
+    )
+    await run.ingest(listing, phase="incremental", folder=folder)
     return cursor
 
 
