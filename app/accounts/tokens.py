@@ -66,7 +66,7 @@ class AccountTokenSource:
                 raise AuthRevoked("account needs re-authorisation", provider=None)
             token = await self._vault.get(session, self.account_id, "access_token")
         if token is None or not self._fresh(row["token_expires_at"]):
-            return await self._refresh(stale=token)
+            return await self._refresh(stale=token, forced=False)
         self._token, self._expires_at = token, row["token_expires_at"]
         return token
 
@@ -76,9 +76,9 @@ class AccountTokenSource:
         if stale is None:
             async with org_transaction(self._engine, self.org_id) as session:
                 stale = await self._vault.get(session, self.account_id, "access_token")
-        return await self._refresh(stale=stale)
+        return await self._refresh(stale=stale, forced=True)
 
-    async def _refresh(self, *, stale: str | None) -> str:
+    async def _refresh(self, *, stale: str | None, forced: bool) -> str:
         async with self._lock:
             revoked: AuthRevoked | None = None
             async with org_transaction(self._engine, self.org_id) as session:
@@ -88,7 +88,12 @@ class AccountTokenSource:
                 current = await self._vault.get(session, self.account_id, "access_token")
                 # Another worker refreshed while we waited for the row lock (or since we
                 # looked): use its token; refreshing again would only burn a rotation.
-                replaced = current is not None and current != stale
+                # Unforced, a fresh expiry also says so: the account row and the token
+                # were read by two statements, and a refresh committed between them gives
+                # the new token with the old expiry.
+                replaced = current is not None and (
+                    current != stale or (not forced and self._fresh(row["token_expires_at"]))
+                )
                 if replaced:
                     self._token, self._expires_at = current, row["token_expires_at"]
                     return current

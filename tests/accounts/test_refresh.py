@@ -156,3 +156,22 @@ async def test_revoked_refresh_token_sets_reauth_required_and_notifies_once(
     assert again["id"] == account["id"]
     assert again["status"] == "active"
     assert again["last_error"] is None
+
+
+async def test_a_token_read_after_another_refresh_committed_is_not_refreshed_again(
+    client: httpx.AsyncClient, app: FastAPI, make_org: object
+) -> None:
+    # access_token() reads the account row, then the token, in two statements: a refresh
+    # committed between them hands it the new token with the old (expired) expiry. Under
+    # the row lock the fresh expiry shows the token is new: no second refresh (which, with
+    # Microsoft's rotation, would burn the refresh token another worker just stored).
+    org: Org = await make_org("Between reads")  # type: ignore[operator]
+    account = await connect(client, "outlook", org.headers(), login_hint="between@ms.test")
+    account_id = uuid.UUID(account["id"])
+    current = await _stored(app, org, account["id"], "access_token")
+    source = app.state.ctx.token_source("outlook", org.id, account_id)
+    assert await source._refresh(stale=current, forced=False) == current
+    assert source.refreshes == 0
+    # after a 401 the same token is refreshed, fresh expiry or not
+    assert await source._refresh(stale=current, forced=True) != current
+    assert source.refreshes == 1
