@@ -112,7 +112,7 @@ class Settings(BaseSettings):
     tracking_flush_ms: int = 50
     """Opens are written in batches this often; 0 writes each open before the pixel."""
     trusted_proxies: str = ""
-    """Comma-separated peer addresses whose X-Forwarded-For is believed (tracking limits)."""
+    """Comma-separated peer addresses whose X-Forwarded-For is believed (all rate limits)."""
     document_storage_dir: str | None = None
     attachment_max_bytes: int = 25 * 1024 * 1024
 

@@ -5,7 +5,7 @@ problem+json with Retry-After."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from fastapi import Depends, Request
@@ -16,13 +16,39 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from app.errors import TooManyRequests
 
 
-class PublicLimiter:
-    def __init__(self, redis_url: str | None, limit: str) -> None:
-        storage: Storage = RedisStorage(f"async+{redis_url}") if redis_url else MemoryStorage()
-        self.limiter = FixedWindowRateLimiter(storage)
-        self.limit = parse(limit)
+def async_storage(redis_url: str | None) -> Storage:
+    """Where `limits` keeps its counts: Redis when REDIS_URL is set (shared by every API
+    instance), else this process's memory."""
+    return RedisStorage(f"async+{redis_url}") if redis_url else MemoryStorage()
 
-    async def check(self, scope: str, client: str) -> None:
+
+def trusted_proxies(setting: str) -> frozenset[str]:
+    return frozenset(p.strip() for p in setting.split(",") if p.strip())
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted: Iterable[str]) -> str:
+    """The peer, or the first X-Forwarded-For hop when the peer is a trusted proxy (behind
+    one, every client would otherwise share the proxy's limit)."""
+    peer = peer or "unknown"
+    if forwarded_for and peer in trusted:
+        return forwarded_for.split(",")[0].strip()[:64]
+    return peer
+
+
+class PublicLimiter:
+    def __init__(
+        self, redis_url: str | None, limit: str, trusted: frozenset[str] = frozenset()
+    ) -> None:
+        self.limiter = FixedWindowRateLimiter(async_storage(redis_url))
+        self.limit = parse(limit)
+        self.trusted = trusted
+
+    async def check(self, scope: str, request: Request) -> None:
+        client = client_address(
+            request.client.host if request.client else None,
+            request.headers.get("x-forwarded-for"),
+            self.trusted,
+        )
         if not await self.limiter.hit(self.limit, scope, client):
             raise TooManyRequests(
                 "Too many requests; retry later",
@@ -34,15 +60,18 @@ def _limiter(request: Request) -> PublicLimiter:
     limiter = getattr(request.app.state, "public_limiter", None)
     if limiter is None:
         settings = request.app.state.settings
-        limiter = PublicLimiter(settings.redis_url, settings.public_rate_limit)
+        limiter = PublicLimiter(
+            settings.redis_url,
+            settings.public_rate_limit,
+            trusted_proxies(settings.trusted_proxies),
+        )
         request.app.state.public_limiter = limiter
     return limiter  # type: ignore[no-any-return]
 
 
 def limited(scope: str) -> Any:
     async def check(request: Request) -> None:
-        client = request.client.host if request.client else "unknown"
-        await _limiter(request).check(scope, client)
+        await _limiter(request).check(scope, request)
 
     dependency: Callable[[Request], Awaitable[None]] = check
     return Depends(dependency)

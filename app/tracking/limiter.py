@@ -14,10 +14,10 @@ import logging
 from collections.abc import Sequence
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import RedisStorage
 from limits.storage import MemoryStorage
 
 from app.config import Settings
+from app.security.ratelimit import async_storage, client_address, trusted_proxies
 
 logger = logging.getLogger(__name__)
 
@@ -28,17 +28,13 @@ class TrackingLimiter:
     def __init__(self, settings: Settings) -> None:
         self.per_client = parse(settings.tracking_rate_limit)
         self.per_token = parse(settings.tracking_token_rate_limit)
-        self.trusted = {p.strip() for p in settings.trusted_proxies.split(",") if p.strip()}
+        self.trusted = trusted_proxies(settings.trusted_proxies)
         # The synchronous memory storage: no coroutine and no asyncio lock per increment.
         self._local = None if settings.redis_url else MemoryStorage()
-        self._shared = RedisStorage(f"async+{settings.redis_url}") if settings.redis_url else None
+        self._shared = async_storage(settings.redis_url) if settings.redis_url else None
 
     def client_address(self, peer: str | None, forwarded_for: str | None) -> str:
-        """The peer, or the first X-Forwarded-For hop when the peer is a trusted proxy."""
-        peer = peer or "unknown"
-        if forwarded_for and peer in self.trusted:
-            return forwarded_for.split(",")[0].strip()[:64]
-        return peer
+        return client_address(peer, forwarded_for, self.trusted)
 
     async def allow(self, client: str, token: str) -> bool:
         return (await self.admit([(client, token)]))[0]

@@ -34,3 +34,29 @@ async def test_callback_and_webhooks_answer_429_over_the_limit(
             del app.state.public_limiter
         else:
             app.state.public_limiter = original
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+async def test_forwarded_for_counts_only_behind_a_trusted_proxy(
+    client: httpx.AsyncClient, app: FastAPI, trusted: bool
+) -> None:
+    # the test client's peer is 127.0.0.1: the proxy, when trusted
+    original = getattr(app.state, "public_limiter", None)
+    proxies = frozenset({"127.0.0.1"}) if trusted else frozenset()
+    app.state.public_limiter = PublicLimiter(None, "2/minute", proxies)
+    path = "/v1/webhooks/outlook"
+    try:
+        first = [
+            (await client.post(path, json={}, headers={"X-Forwarded-For": "10.0.0.1"})).status_code
+            for _ in range(3)
+        ]
+        other = await client.post(path, json={}, headers={"X-Forwarded-For": "10.0.0.2"})
+        assert first[2] == 429
+        # behind a trusted proxy each client has its own window; otherwise the header is
+        # a client's claim and changes nothing
+        assert (other.status_code != 429) is trusted
+    finally:
+        if original is None:
+            del app.state.public_limiter
+        else:
+            app.state.public_limiter = original
