@@ -1,0 +1,49 @@
+"""The one writer of `ce.email.*` events (DESIGN §5).
+
+Events are delivered with PostgreSQL NOTIFY on one channel, inside the writing
+transaction: NOTIFY is delivered at commit, so listeners only hear of committed data, and
+a rolled-back unit of work announces nothing. Every event leaves through this module:
+`publish` for one event from Python, `notify_sql` for statements that announce a whole
+batch in SQL (a page of synced mail, a batch of opens) without a round trip per event.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+CHANNEL = "ce_email_events"
+
+_PUBLISH = text(f"SELECT pg_notify('{CHANNEL}', :payload)")
+
+
+def notify_sql(payload_expression: str) -> str:
+    """The SQL expression that publishes `payload_expression` (text) on the events channel;
+    for repositories that announce a batch in the statement that writes it."""
+    return f"pg_notify('{CHANNEL}', {payload_expression})"
+
+
+def tracking_payload(
+    org_id: UUID, email_id: UUID, type_: str, *, link_url: str | None = None
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "event": "ce.email.tracking",
+        "org_id": str(org_id),
+        "email_id": str(email_id),
+        "type": type_,
+        "occurred_at": datetime.now(UTC).isoformat(),
+    }
+    if link_url is not None:
+        payload["link_url"] = link_url
+    return payload
+
+
+async def publish(session: AsyncSession, payload: dict[str, Any] | str) -> None:
+    """Publish one event in the session's transaction (delivered at its commit)."""
+    body = payload if isinstance(payload, str) else json.dumps(payload)
+    await session.execute(_PUBLISH, {"payload": body})
