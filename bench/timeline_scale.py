@@ -131,8 +131,8 @@ def _build(conn: psycopg.Connection[Any], emails: int) -> Org:
         )
         return user_id
 
-    admin_id = user("admin", "admin")
-    viewer_id = user("viewer", "member")
+    user("admin", "admin")
+    user("viewer", "member")
     account_ids = []
     for i in range(MAILBOXES):
         owner = user(f"doctor{i:02d}", "member")
@@ -299,20 +299,32 @@ def _calls(org: Org, tokens: dict[str, str], email_ids: list[uuid.UUID]) -> list
             calls += [
                 Call(f"{who}.org.{suffix}", token, "/v1/emails", {}, page),
                 Call(
-                    f"{who}.outbound.{suffix}", token, "/v1/emails",
-                    {"direction": "outbound"}, page,
+                    f"{who}.outbound.{suffix}",
+                    token,
+                    "/v1/emails",
+                    {"direction": "outbound"},
+                    page,
                 ),
                 Call(
-                    f"{who}.account.{suffix}", token, "/v1/emails",
-                    {"account_id": str(org.account_ids[PRIVATE_MAILBOXES + 1])}, page,
+                    f"{who}.account.{suffix}",
+                    token,
+                    "/v1/emails",
+                    {"account_id": str(org.account_ids[PRIVATE_MAILBOXES + 1])},
+                    page,
                 ),
                 Call(
-                    f"{who}.contact.{suffix}", token,
-                    f"/v1/contacts/{rng.choice(org.contact_ids)}/emails", {}, page,
+                    f"{who}.contact.{suffix}",
+                    token,
+                    f"/v1/contacts/{rng.choice(org.contact_ids)}/emails",
+                    {},
+                    page,
                 ),
                 Call(
-                    f"{who}.partner.{suffix}", token,
-                    f"/v1/partners/{rng.choice(org.partner_ids)}/emails", {}, page,
+                    f"{who}.partner.{suffix}",
+                    token,
+                    f"/v1/partners/{rng.choice(org.partner_ids)}/emails",
+                    {},
+                    page,
                 ),
             ]
         calls.append(Call(f"{who}.detail", token, "/v1/emails/{id}", {}, 1))
@@ -335,8 +347,9 @@ def _time_call(client: httpx.Client, call: Call, rounds: int, email_ids: list[st
     params = {**call.params, "limit": "50"}
     cursor = None
     for _ in range(call.page - 1):
-        response = client.get(call.path, params={**params, **({"cursor": cursor} if cursor else {})},
-                              headers=headers)
+        response = client.get(
+            call.path, params={**params, **({"cursor": cursor} if cursor else {})}, headers=headers
+        )
         response.raise_for_status()
         cursor = response.json()["next_cursor"]
         if cursor is None:
@@ -355,7 +368,7 @@ def _time_call(client: httpx.Client, call: Call, rounds: int, email_ids: list[st
 
 def _percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def _port() -> int:
@@ -387,9 +400,7 @@ def main() -> None:
             if built is None or built[0] < args.emails:  # an earlier build did not finish
                 org = None
         if org is None:
-            conn.execute(
-                "DELETE FROM organisations WHERE name = %s", (_org_name(args.emails),)
-            )
+            conn.execute("DELETE FROM organisations WHERE name = %s", (_org_name(args.emails),))
             conn.commit()
             print(f"building {args.emails:,} emails ...", flush=True)
             org = _build(conn, args.emails)
@@ -415,11 +426,18 @@ def main() -> None:
         "member": issue_token(settings, org.viewer_id, org.org_id),
     }
     port = _port()
-    env = {**os.environ, "CE_ENV": "development", "LOG_LEVEL": "WARNING",
-           "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
+    env = {
+        **os.environ,
+        "CE_ENV": "development",
+        "LOG_LEVEL": "WARNING",
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+    }
     server = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     results: dict[str, dict[str, float]] = {}
     try:
