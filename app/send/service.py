@@ -522,6 +522,7 @@ async def _instrument(
         track_opens=track_opens,
         track_clicks=track_clicks,
         base_url=tracking_base_url(settings, module_settings),
+        token_secret=settings.tracking_token_secret.get_secret_value(),
     )
     if inspect.isawaitable(result):
         result = await result

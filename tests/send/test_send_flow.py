@@ -657,6 +657,7 @@ async def test_tracking_instruments_the_html_as_the_org_and_the_request_say(
             "track_opens": True,
             "track_clicks": False,
             "base_url": "https://track.clinic.example",
+            "token_secret": routes.state.settings.tracking_token_secret.get_secret_value(),
         }
     ]
     [sent] = await sent_log(client, "gmail", mailbox)
