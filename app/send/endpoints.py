@@ -48,7 +48,4 @@ async def send_email(
 
 
 def register(app: FastAPI) -> None:
-    """Add this module's routes to the app (once)."""
-    if not getattr(app.state, "send_routes_registered", False):
-        app.include_router(router)
-        app.state.send_routes_registered = True
+    app.include_router(router)

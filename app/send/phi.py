@@ -42,8 +42,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
-__all__ = ["PHI_TYPES", "PhiHint", "detect_phi", "detect_phi_in_html", "html_to_text"]
-
 PHI_TYPES = ("credit_card", "ssn", "medicare_id", "mrn", "date_of_birth", "phone")
 _PRECEDENCE = {name: rank for rank, name in enumerate(PHI_TYPES)}
 

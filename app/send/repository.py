@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+SendStatus = Literal["queued", "sent", "failed", "bounced"]
+People = list[dict[str, Any]]
+"""Recipients as stored (jsonb): `[{"name": ..., "address": ...}]`."""
 
 SENDABLE_ACCOUNT_STATUSES = frozenset({"active", "syncing", "error"})
 """`syncing` is an active mailbox with a sync running; `error` is a failed *sync* (the
@@ -34,7 +39,18 @@ async def contact_first_address(session: AsyncSession, contact_id: UUID) -> tupl
     return True, row.email
 
 
-async def documents(session: AsyncSession, document_ids: Sequence[UUID]) -> list[Any]:
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A PF-11 document chosen as an attachment."""
+
+    id: UUID
+    filename: str | None
+    content_type: str | None
+    size: int
+    storage_key: str | None
+
+
+async def documents(session: AsyncSession, document_ids: Sequence[UUID]) -> list[Document]:
     """The PF-11 documents among `document_ids` (those of other orgs are invisible), in
     the order asked."""
     if not document_ids:
@@ -47,12 +63,20 @@ async def documents(session: AsyncSession, document_ids: Sequence[UUID]) -> list
         ),
         {"ids": list(document_ids)},
     )
-    return list(rows.mappings())
+    return [Document(r.id, r.filename, r.content_type, int(r.size), r.storage_key) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderCopy:
+    """Where a message is in a mailbox, in the provider's ids."""
+
+    provider_message_id: str
+    provider_thread_id: str | None
 
 
 async def copy_in_account(
     session: AsyncSession, account_id: UUID, internet_message_id: str
-) -> Any | None:
+) -> ProviderCopy | None:
     """The provider ids of a message in one mailbox, found by its Message-ID (a reply
     sent from another mailbox than the one the original was synced in)."""
     row = await session.execute(
@@ -63,7 +87,8 @@ async def copy_in_account(
         ),
         {"a": account_id, "imid": internet_message_id},
     )
-    return row.mappings().first()
+    found = row.first()
+    return ProviderCopy(found.provider_message_id, found.provider_thread_id) if found else None
 
 
 _INSERT_COLUMNS = (
@@ -103,7 +128,20 @@ async def insert_outbound(session: AsyncSession, values: dict[str, Any]) -> UUID
     return UUID(str(found)) if found is not None else None
 
 
-async def by_idempotency_key(session: AsyncSession, user_id: UUID, key: str) -> Any | None:
+@dataclass(frozen=True, slots=True)
+class EarlierSend:
+    """The email an Idempotency-Key was first used for."""
+
+    id: UUID
+    status: SendStatus
+    account_id: UUID
+    subject: str | None
+    to_recipients: People
+    cc_recipients: People
+    bcc_recipients: People
+
+
+async def by_idempotency_key(session: AsyncSession, user_id: UUID, key: str) -> EarlierSend | None:
     row = await session.execute(
         text(
             "SELECT id, status, account_id, subject, to_recipients, cc_recipients, "
@@ -112,11 +150,22 @@ async def by_idempotency_key(session: AsyncSession, user_id: UUID, key: str) -> 
         ),
         {"u": user_id, "k": key},
     )
-    return row.mappings().first()
+    found = row.first()
+    if found is None:
+        return None
+    return EarlierSend(
+        id=found.id,
+        status=found.status,
+        account_id=found.account_id,
+        subject=found.subject,
+        to_recipients=found.to_recipients or [],
+        cc_recipients=found.cc_recipients or [],
+        bcc_recipients=found.bcc_recipients or [],
+    )
 
 
 async def insert_attachments(
-    session: AsyncSession, org_id: UUID, email_id: UUID, docs: Sequence[Any]
+    session: AsyncSession, org_id: UUID, email_id: UUID, docs: Sequence[Document]
 ) -> None:
     if not docs:
         return
@@ -132,10 +181,10 @@ async def insert_attachments(
         {
             "org_id": org_id,
             "email_id": email_id,
-            "ids": [d["id"] for d in docs],
-            "names": [d["filename"] for d in docs],
-            "types": [d["content_type"] for d in docs],
-            "sizes": [d["size"] for d in docs],
+            "ids": [d.id for d in docs],
+            "names": [d.filename for d in docs],
+            "types": [d.content_type for d in docs],
+            "sizes": [d.size for d in docs],
         },
     )
 
@@ -143,14 +192,38 @@ async def insert_attachments(
 # --- the send job -------------------------------------------------------------------
 
 
-async def lock_outbound(session: AsyncSession, email_id: UUID) -> Any | None:
+@dataclass(frozen=True, slots=True)
+class OutboundEmail:
+    """A send with its mailbox, as the send job reads it."""
+
+    id: UUID
+    account_id: UUID
+    status: str
+    provider_message_id: str | None
+    provider_thread_id: str | None
+    internet_message_id: str
+    subject: str | None
+    to_recipients: People
+    cc_recipients: People
+    bcc_recipients: People
+    text_body: str | None
+    html_body: str | None
+    created_at: datetime
+    occurred_at: datetime
+    provider: str
+    account_address: str
+    account_name: str | None
+    account_status: str
+
+
+async def lock_outbound(session: AsyncSession, email_id: UUID) -> OutboundEmail | None:
     """The queued send with its account, locked for this transaction."""
     row = await session.execute(
         text(
-            "SELECT e.id, e.org_id, e.account_id, e.status, e.direction, e.provider_message_id,"
-            " e.provider_thread_id, e.internet_message_id, e.in_reply_to, e.subject,"
-            " e.from_address, e.from_name, e.to_recipients, e.cc_recipients, e.bcc_recipients,"
-            " e.text_body, e.html_body, e.created_at, e.occurred_at, e.sent_by_user_id,"
+            "SELECT e.id, e.account_id, e.status, e.provider_message_id,"
+            " e.provider_thread_id, e.internet_message_id, e.subject,"
+            " e.to_recipients, e.cc_recipients, e.bcc_recipients,"
+            " e.text_body, e.html_body, e.created_at, e.occurred_at,"
             " a.provider, a.email_address AS account_address,"
             " a.display_name AS account_name, a.status AS account_status "
             "FROM ce_emails e JOIN ce_email_accounts a ON a.id = e.account_id "
@@ -158,33 +231,71 @@ async def lock_outbound(session: AsyncSession, email_id: UUID) -> Any | None:
         ),
         {"id": email_id},
     )
-    return row.mappings().first()
+    found = row.mappings().first()
+    if found is None:
+        return None
+    return OutboundEmail(
+        **{
+            **found,
+            "to_recipients": found["to_recipients"] or [],
+            "cc_recipients": found["cc_recipients"] or [],
+            "bcc_recipients": found["bcc_recipients"] or [],
+        }
+    )
 
 
-async def attachments_to_send(session: AsyncSession, email_id: UUID) -> list[Any]:
+@dataclass(frozen=True, slots=True)
+class AttachmentToSend:
+    filename: str | None
+    content_type: str | None
+    storage_key: str | None
+    """None when the document was deleted meanwhile."""
+
+
+async def attachments_to_send(session: AsyncSession, email_id: UUID) -> list[AttachmentToSend]:
     """The documents chosen for a send, in the compose dialog's order. A document deleted
     meanwhile has `storage_key` NULL."""
     rows = await session.execute(
         text(
-            "SELECT att.id, COALESCE(att.filename, d.filename) AS filename,"
+            "SELECT COALESCE(att.filename, d.filename) AS filename,"
             " COALESCE(d.content_type, att.content_type) AS content_type, d.storage_key "
             "FROM ce_email_attachments att LEFT JOIN documents d ON d.id = att.document_id "
             "WHERE att.email_id = :id ORDER BY att.part_index NULLS LAST, att.created_at, att.id"
         ),
         {"id": email_id},
     )
-    return list(rows.mappings())
+    return [AttachmentToSend(r.filename, r.content_type, r.storage_key) for r in rows]
 
 
-async def reply_context(session: AsyncSession, email_id: UUID) -> Any | None:
+@dataclass(frozen=True, slots=True)
+class ReplyContext:
+    """What a reply needs of the email it answers."""
+
+    account_id: UUID
+    internet_message_id: str | None
+    in_reply_to: str | None
+    provider_message_id: str | None
+    provider_thread_id: str | None
+
+
+async def reply_context(session: AsyncSession, email_id: UUID) -> ReplyContext | None:
     row = await session.execute(
         text(
-            "SELECT id, account_id, internet_message_id, in_reply_to, provider_message_id,"
+            "SELECT account_id, internet_message_id, in_reply_to, provider_message_id,"
             " provider_thread_id FROM ce_emails WHERE id = :id"
         ),
         {"id": email_id},
     )
-    return row.mappings().first()
+    found = row.first()
+    if found is None:
+        return None
+    return ReplyContext(
+        account_id=found.account_id,
+        internet_message_id=found.internet_message_id,
+        in_reply_to=found.in_reply_to,
+        provider_message_id=found.provider_message_id,
+        provider_thread_id=found.provider_thread_id,
+    )
 
 
 async def mark_sent(
@@ -196,11 +307,11 @@ async def mark_sent(
     provider_thread_id: str | None,
     internet_message_id: str | None,
     sent_at: datetime,
-) -> Any:
+) -> datetime:
     """Record the provider's ids on our row. A copy the Sent-folder sync stored as its own
     row in the meantime (Graph gives the sent copy a Message-ID of its own, so the sync
     cannot recognise it before this commit) is removed first: ours is the row that keeps
-    the sender, the idempotency key and the links. Returns (occurred_at)."""
+    the sender, the idempotency key and the links. Returns the row's occurred_at."""
     await session.execute(
         text(
             "DELETE FROM ce_emails WHERE account_id = :a AND provider_message_id = :pid "
@@ -230,7 +341,8 @@ async def mark_sent(
             "sent_at": sent_at,
         },
     )
-    return row.mappings().one()
+    occurred_at: datetime = row.scalar_one()
+    return occurred_at
 
 
 async def mark_failed(session: AsyncSession, email_id: UUID, error: str) -> None:
@@ -240,11 +352,4 @@ async def mark_failed(session: AsyncSession, email_id: UUID, error: str) -> None
             "WHERE id = :id AND status = 'queued'"
         ),
         {"id": email_id, "error": error},
-    )
-
-
-async def notify(session: AsyncSession, payload: str) -> None:
-    """NOTIFY is delivered at commit: listeners only hear of committed sends."""
-    await session.execute(
-        text("SELECT pg_notify('ce_email_events', :payload)"), {"payload": payload}
     )

@@ -48,11 +48,10 @@ from email.header import Header, decode_header
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parseaddr
+from typing import Any
 
 from flufl.bounce import _scan as flufl_scan
 from flufl.bounce import all_failures
-
-__all__ = ["BounceReport", "detect_bounce", "normalise_message_id"]
 
 log = logging.getLogger(__name__)
 
@@ -283,6 +282,13 @@ def _strip_type(value: str) -> str:
 # --- other sources --------------------------------------------------------------------
 
 
+def flufl_detectors() -> list[type[Any]] | None:
+    """flufl.bounce's detector classes in its order; None should a release drop the list.
+    (Also the seam through which tests put in a detector that crashes.)"""
+    detectors = getattr(flufl_scan, "_DETECTORS", None)
+    return detectors if isinstance(detectors, list) else None
+
+
 def _flufl_failures(msg: Message) -> tuple[set[str], set[str]]:
     """flufl.bounce's temporary and permanent failures, as lower-cased addresses.
 
@@ -293,8 +299,8 @@ def _flufl_failures(msg: Message) -> tuple[set[str], set[str]]:
     anything wins), skipping a detector that raises. Should a later release drop that list,
     `all_failures` is used as is.
     """
-    detectors = getattr(flufl_scan, "_DETECTORS", None)
-    if not isinstance(detectors, list):
+    detectors = flufl_detectors()
+    if detectors is None:
         try:
             temporary, permanent = all_failures(msg)
         except Exception as exc:

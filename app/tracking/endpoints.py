@@ -18,6 +18,7 @@ from fastapi import APIRouter, FastAPI, Path, Request, Response
 from fastapi.responses import RedirectResponse
 from starlette.types import Scope, Send
 
+from app.db.rls import org_transaction
 from app.errors import NotFound
 from app.tracking.limiter import TrackingLimiter
 from app.tracking.recorder import OpenRecorder
@@ -54,14 +55,14 @@ TokenPath = Annotated[str, Path(max_length=128)]
 
 
 def tracking_limiter(app: FastAPI) -> TrackingLimiter:
-    limiter = getattr(app.state, "tracking_limiter", None)
+    limiter: TrackingLimiter | None = getattr(app.state, "tracking_limiter", None)
     if limiter is None:
         limiter = app.state.tracking_limiter = TrackingLimiter(app.state.settings)
-    return limiter  # type: ignore[no-any-return]
+    return limiter
 
 
 def open_recorder(app: FastAPI) -> OpenRecorder:
-    recorder = getattr(app.state, "open_recorder", None)
+    recorder: OpenRecorder | None = getattr(app.state, "open_recorder", None)
     if recorder is None:
         settings = app.state.settings
         recorder = app.state.open_recorder = OpenRecorder(
@@ -70,7 +71,7 @@ def open_recorder(app: FastAPI) -> OpenRecorder:
             tracking_limiter(app),
             settings.tracking_flush_ms,
         )
-    return recorder  # type: ignore[no-any-return]
+    return recorder
 
 
 async def take_open(
@@ -151,13 +152,11 @@ async def click(request: Request, token: TokenPath) -> RedirectResponse:
         request.client.host if request.client else None, request.headers.get("x-forwarded-for")
     )
     allowed = await limiter.allow(client, token)
-    url = await record_click(
-        request.app.state.db.engine,
-        found[0],
-        found[1],
-        user_agent=request.headers.get("user-agent"),
-        record=allowed,
-    )
+    org_id, link_id = found
+    async with org_transaction(request.app.state.db.engine, org_id) as session:
+        url = await record_click(
+            session, org_id, link_id, user_agent=request.headers.get("user-agent"), record=allowed
+        )
     if url is None:
         raise NotFound("Unknown link")
     return RedirectResponse(

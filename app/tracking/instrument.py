@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import html as html_lib
 from html.parser import HTMLParser
-from typing import Any
 from uuid import UUID
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import Settings, get_settings
+from app.config import Settings
+from app.settings.schemas import ModuleSettings
+from app.tracking import repository
 from app.tracking.tokens import make_token
 
 
-def tracking_base_url(settings: Settings, module_settings: Any) -> str:
-    domain = getattr(module_settings, "email_custom_tracking_domain", None)
+def tracking_base_url(settings: Settings, module_settings: ModuleSettings) -> str:
+    domain = module_settings.email_custom_tracking_domain
     return f"https://{domain}" if domain else settings.public_base_url
 
 
@@ -86,8 +86,10 @@ async def instrument_html(
     track_opens: bool,
     track_clicks: bool,
     base_url: str,
+    token_secret: str,
 ) -> str:
-    secret = get_settings().tracking_token_secret.get_secret_value()
+    """The HTML to send. `token_secret` is the one the app that answers `base_url` verifies
+    with (its settings' TRACKING_TOKEN_SECRET), so the caller passes its own."""
     base = base_url.rstrip("/")
     rewriter = _Rewriter()
     rewriter.feed(html)
@@ -95,23 +97,16 @@ async def instrument_html(
     body = "".join(rewriter.out)
     if track_clicks:
         for position, url in enumerate(rewriter.links):
-            link_id = (
-                await session.execute(
-                    text(
-                        "INSERT INTO ce_email_tracked_links (org_id, email_id, position, url) "
-                        "VALUES (:org, :email, :pos, :url) ON CONFLICT (email_id, position) "
-                        "DO UPDATE SET url = EXCLUDED.url RETURNING id"
-                    ),
-                    {"org": org_id, "email": email_id, "pos": position, "url": url},
-                )
-            ).scalar_one()
-            token = make_token(secret, "c", org_id, UUID(str(link_id)))
+            link_id = await repository.save_tracked_link(
+                session, org_id=org_id, email_id=email_id, position=position, url=url
+            )
+            token = make_token(token_secret, "c", org_id, link_id)
             body = body.replace(f"\x00LINK{position}\x00", f"{base}/t/c/{token}", 1)
     else:
         for position, url in enumerate(rewriter.links):
             body = body.replace(f"\x00LINK{position}\x00", html_lib.escape(url, quote=True), 1)
     if track_opens:
-        token = make_token(secret, "o", org_id, email_id)
+        token = make_token(token_secret, "o", org_id, email_id)
         pixel = (
             f'<img src="{base}/t/o/{token}" width="1" height="1" alt="" '
             'style="display:none;border:0">'

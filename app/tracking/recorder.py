@@ -20,85 +20,21 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from uuid import UUID
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.rls import org_transaction
+from app.tracking import repository
 from app.tracking.classify import PREFETCH_WINDOW_SECONDS, classify
 from app.tracking.limiter import TrackingLimiter
+from app.tracking.repository import Open
 from app.tracking.tokens import read_token
 
 logger = logging.getLogger(__name__)
 
 Note = tuple[str, str, str | None, float]  # token, client address, user agent, unix time
-Open = tuple[UUID, bool, datetime]  # email, machine user agent, when
 
 # Bounded memo tables: a mailing's opens repeat the same tokens and user agents.
 _MEMO_LIMIT = 100_000
-
-# `notified` reads `target` alone: a first-open notification exists exactly when the email
-# already has a first_opened_at (both are written by this statement), so only emails
-# without one are tried, and ON CONFLICT covers two API processes racing.
-_RECORD_OPENS = text("""
-WITH hits AS (
-    SELECT * FROM unnest(CAST(:email_ids AS uuid[]), CAST(:machine AS boolean[]),
-                         CAST(:at AS timestamptz[])) AS h(email_id, machine, at)
-), target AS (
-    SELECT h.email_id, h.at, COALESCE(e.sent_by_user_id, a.owner_user_id) AS sender,
-           e.first_opened_at IS NULL AS first,
-           CASE WHEN h.machine
-                  OR e.sent_at > h.at - make_interval(secs => CAST(:window AS float8))
-                THEN 'machine' ELSE 'human' END AS classification
-    FROM hits h
-    JOIN ce_emails e ON e.id = h.email_id
-    JOIN ce_email_accounts a ON a.id = e.account_id
-    WHERE e.direction = 'outbound' AND e.status IN ('sent', 'bounced')
-), event AS (
-    INSERT INTO ce_email_tracking_events (org_id, email_id, type, classification, occurred_at)
-    SELECT CAST(:org_id AS uuid), email_id, 'opened', classification, at FROM target
-    RETURNING id, email_id, classification, occurred_at
-), human AS (
-    SELECT email_id, count(*) AS n, min(occurred_at) AS first_at, max(occurred_at) AS last_at
-    FROM event WHERE classification = 'human' GROUP BY email_id
-), counted AS (
-    UPDATE ce_emails e SET open_count = e.open_count + h.n,
-           first_opened_at = COALESCE(e.first_opened_at, h.first_at),
-           last_opened_at = GREATEST(COALESCE(e.last_opened_at, h.last_at), h.last_at)
-    FROM human h WHERE e.id = h.email_id
-    RETURNING e.id
-), notified AS (
-    INSERT INTO notifications (org_id, user_id, type, data, dedupe_key)
-    SELECT DISTINCT ON (t.email_id) CAST(:org_id AS uuid), t.sender, 'email_opened',
-           jsonb_build_object('email_id', t.email_id::text), 'email_opened:' || t.email_id
-    FROM target t WHERE t.first AND t.classification = 'human'
-    ON CONFLICT DO NOTHING
-    RETURNING id
-)
-SELECT count(pg_notify('ce_email_events', json_build_object(
-           'event', 'ce.email.tracking', 'event_id', id::text, 'org_id', CAST(:org_id AS text),
-           'email_id', email_id::text, 'type', 'opened', 'occurred_at', occurred_at)::text)),
-       (SELECT count(*) FROM counted), (SELECT count(*) FROM notified)
-FROM event
-""")
-
-
-async def record_opens(engine: AsyncEngine, org_id: UUID, opens: list[Open]) -> int:
-    """Record the opens of one org in one transaction; returns the events written."""
-    async with org_transaction(engine, org_id) as session:
-        row = (
-            await session.execute(
-                _RECORD_OPENS,
-                {
-                    "org_id": str(org_id),
-                    "email_ids": [o[0] for o in opens],
-                    "machine": [o[1] for o in opens],
-                    "at": [o[2] for o in opens],
-                    "window": PREFETCH_WINDOW_SECONDS,
-                },
-            )
-        ).one()
-    return int(row[0])
-
 
 # The longest a pixel is held back while the database catches up (see OpenRecorder).
 MAX_PACE_SECONDS = 0.02
@@ -204,7 +140,7 @@ class OpenRecorder:
         for org_id, opens in by_org.items():
             for attempt in (1, 2):
                 try:
-                    written += await record_opens(self.engine, org_id, opens)
+                    written += await self._write(org_id, opens)
                     break
                 except Exception as exc:
                     logger.error(
@@ -217,6 +153,13 @@ class OpenRecorder:
                         },
                     )
         return written
+
+    async def _write(self, org_id: UUID, opens: list[Open]) -> int:
+        # The batch write is a unit of work of its own: one transaction per org and batch.
+        async with org_transaction(self.engine, org_id) as session:
+            return await repository.record_opens(
+                session, org_id, opens, prefetch_window=PREFETCH_WINDOW_SECONDS
+            )
 
     def _verify(self, token: str) -> tuple[UUID, UUID] | None:
         ids = self._verified.get(token)

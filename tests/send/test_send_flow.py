@@ -29,7 +29,7 @@ from app.jobs.worker import run_worker
 from app.platform.fixtures import add_contact, add_document, add_partner
 from app.providers.base import MailProvider, OutgoingMessage, SentMessage
 from app.providers.errors import ProviderRequestError, ProviderUnavailable, RateLimited
-from app.send.endpoints import register
+from app.send.runner import SENT_COPY_GRACE_SECONDS
 from app.sync.service import run_sync
 from tests.accounts.helpers import connect
 from tests.conftest import Org, sandbox_of
@@ -40,18 +40,9 @@ pytestmark = pytest.mark.asyncio
 PATIENT = "pat.smith@riverside-clinic.org"
 
 
-def tracking_available() -> bool:
-    try:
-        import app.tracking.instrument  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 @pytest_asyncio.fixture
 async def routes(app: FastAPI) -> FastAPI:
-    register(app)
-    return app
+    return app  # create_app registers the send routes
 
 
 async def drain(app: FastAPI) -> None:
@@ -85,7 +76,8 @@ async def send_jobs(owner_engine: AsyncEngine, email_id: str) -> list[dict[str, 
     async with owner_engine.connect() as conn:
         rows = await conn.execute(
             text(
-                "SELECT status::text AS status, args FROM procrastinate_jobs "
+                "SELECT status::text AS status, args, attempts, scheduled_at "
+                "FROM procrastinate_jobs "
                 "WHERE task_name = 'ce:send_email' AND args->>'email_id' = :e ORDER BY id"
             ),
             {"e": email_id},
@@ -310,12 +302,9 @@ async def test_send_reply_with_attachments_and_tracking_then_sync_keeps_one_row(
         html_part = message.get_body(preferencelist=("html",))
         assert html_part is not None
         html = html_part.get_content()
-        if tracking_available():
-            assert "/t/o/" in html, "the open pixel"
-            assert "/t/c/" in html, "rewritten links"
-            assert 'href="https://portal.example.org/results?id=7"' not in html
-        else:
-            assert 'href="https://portal.example.org/results?id=7"' in html
+        assert "/t/o/" in html, "the open pixel"
+        assert "/t/c/" in html, "rewritten links"
+        assert 'href="https://portal.example.org/results?id=7"' not in html
 
         row = await email_row(owner_engine, email_id)
         assert row["status"] == "sent"
@@ -473,10 +462,11 @@ async def test_timeout_after_the_provider_accepted_is_found_in_sent_not_resent(
     async with Events(test_settings) as events:
         await drain(routes)  # a push-triggered sync of the Sent folder runs here too
         assert len(await sent_log(client, provider, mailbox)) == 1, "the provider took it"
-        jobs = await send_jobs(owner_engine, email_id)
-        assert jobs[-1]["status"] == "todo"
-        assert jobs[-1]["args"]["uncertain"] is True
-        assert jobs[-1]["args"]["attempt"] == 2
+        [job] = await send_jobs(owner_engine, email_id)
+        assert job["status"] == "todo", "the same job, handed back to the queue"
+        assert job["attempts"] == 1, "its rerun is uncertain: it looks in Sent first"
+        waited = (job["scheduled_at"] - datetime.now(UTC)).total_seconds()
+        assert waited > SENT_COPY_GRACE_SECONDS - 30, "after the grace for the Sent copy"
         assert await events.of(email_id) == []
 
         assert await make_due(owner_engine, email_id) == 1
@@ -515,9 +505,8 @@ async def test_rate_limited_send_is_retried_later_and_sent_once(
     sends = flaky(monkeypatch, routes, "rate_limited")
     await drain(routes)
     assert await sent_log(client, "gmail", mailbox) == []
-    jobs = await send_jobs(owner_engine, email_id)
-    assert [j["status"] for j in jobs][-1] == "todo"
-    assert jobs[-1]["args"]["uncertain"] is False
+    [job] = await send_jobs(owner_engine, email_id)
+    assert (job["status"], job["attempts"]) == ("todo", 1)
     assert (await email_row(owner_engine, email_id))["status"] == "queued"
 
     await make_due(owner_engine, email_id)
@@ -568,7 +557,7 @@ async def test_a_rerun_after_a_crash_mid_send_does_not_send_twice(
 ) -> None:
     """The worker dies after the provider accepted (nothing recorded): procrastinate runs
     the stalled job again, which then starts as uncertain."""
-    from app.send.service import SendJob, run_send_job
+    from app.send.runner import SendJob, run_send_job
 
     org: Org = await make_org("Crash")
     account, mailbox = await connected(client, routes, org, "outlook")
@@ -597,13 +586,12 @@ async def test_a_rerun_after_a_crash_mid_send_does_not_send_twice(
     assert (await email_row(owner_engine, str(email_id)))["status"] == "queued"
     monkeypatch.undo()
 
-    rerun = SendJob(org_id=org.id, email_id=email_id, uncertain=True)
-    assert await run_send_job(ctx, rerun) == "found"
+    assert await run_send_job(ctx, job, attempt=2) == "found"
     assert len(await sent_log(client, "outlook", mailbox)) == 1
     assert (await email_row(owner_engine, str(email_id)))["status"] == "sent"
     # one more run of either kind never sends it again
-    assert await run_send_job(ctx, SendJob(org_id=org.id, email_id=email_id)) == "skipped"
-    assert await run_send_job(ctx, rerun) == "found"
+    assert await run_send_job(ctx, job) == "skipped"
+    assert await run_send_job(ctx, job, attempt=3) == "found"
     assert len(await sent_log(client, "outlook", mailbox)) == 1
 
 
@@ -614,12 +602,11 @@ async def test_tracking_instruments_the_html_as_the_org_and_the_request_say(
     owner_engine: AsyncEngine,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The call into app.tracking.instrument (a stand-in here, with its agreed signature):
-    made in the job, before the message is built, only when tracking is on."""
-    import sys
-    import types
-
+    """The call into app.tracking.instrument (a stand-in here): made in the job, before the
+    message is built, only when tracking is on."""
     from sqlalchemy.ext.asyncio import AsyncSession
+
+    from app.send import runner
 
     calls: list[dict[str, Any]] = []
 
@@ -628,14 +615,7 @@ async def test_tracking_instruments_the_html_as_the_org_and_the_request_say(
         calls.append(kwargs)
         return kwargs["html"] + f'<img src="{kwargs["base_url"]}/t/o/TOKEN" width="1">'
 
-    def tracking_base_url(settings: Settings, module_settings: Any) -> str:
-        domain = module_settings.email_custom_tracking_domain
-        return f"https://{domain}" if domain else settings.public_base_url
-
-    fake = types.ModuleType("app.tracking.instrument")
-    fake.instrument_html = instrument_html  # type: ignore[attr-defined]
-    fake.tracking_base_url = tracking_base_url  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "app.tracking.instrument", fake)
+    monkeypatch.setattr(runner, "instrument_html", instrument_html)
 
     org: Org = await make_org("Tracking")
     account, mailbox = await connected(client, routes, org, "gmail")
@@ -657,6 +637,7 @@ async def test_tracking_instruments_the_html_as_the_org_and_the_request_say(
             "track_opens": True,
             "track_clicks": False,
             "base_url": "https://track.clinic.example",
+            "token_secret": routes.state.settings.tracking_token_secret.get_secret_value(),
         }
     ]
     [sent] = await sent_log(client, "gmail", mailbox)

@@ -15,6 +15,7 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -282,6 +283,46 @@ async def test_over_the_rate_limit_the_gif_is_served_and_nothing_recorded(
         e=email_id,
     )
     assert opens == limit
+
+
+@pytest.mark.asyncio
+async def test_an_app_with_its_own_tracking_secret_verifies_the_tokens_it_sends(
+    make_org: Any, owner_engine: AsyncEngine, test_settings: Settings
+) -> None:
+    """create_app(settings) signs the pixel and the links with its settings' secret, not
+    the environment's, so its own endpoints accept them."""
+    from app.main import create_app
+
+    own_secret = "an-app-of-its-own-" + uuid.uuid4().hex
+    assert own_secret != test_settings.tracking_token_secret.get_secret_value()
+    settings = test_settings.model_copy(update={"tracking_token_secret": SecretStr(own_secret)})
+    application = create_app(settings)
+    application.state.http_transport = httpx.ASGITransport(app=application)
+    async with (
+        application.router.lifespan_context(application),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application), base_url="http://127.0.0.1:8000"
+        ) as own_client,
+    ):
+        _, email_id, raw = await _sent_from_new_gmail_org(
+            own_client, application, make_org, "Own secret"
+        )
+        html = _html_of(raw)
+        pixel = re.search(r'src="http[^"]+/t/o/([^"]+)"', html)
+        click = re.search(r'href="http[^"]+/t/c/([^"]+)"', html)
+        assert pixel
+        assert click
+        assert read_token(own_secret, "o", pixel.group(1)) is not None
+        async with owner_engine.begin() as conn:  # read an hour later: a human open
+            await conn.execute(
+                text("UPDATE ce_emails SET sent_at = now() - interval '1 hour' WHERE id = :e"),
+                {"e": email_id},
+            )
+        await own_client.get(f"/t/o/{pixel.group(1)}", headers=HUMAN)
+        r = await own_client.get(f"/t/c/{click.group(1)}", headers=HUMAN)
+    assert r.status_code == 302
+    assert r.headers["location"] == "https://portal.example.org/r?id=7"
+    assert (await _row(owner_engine, email_id))["open_count"] == 1
 
 
 def test_rewriter_keeps_markup_and_finds_only_http_links() -> None:
