@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -42,6 +41,7 @@ from app.providers.gmail.batch import (
     new_boundary,
     parse_batch_response,
 )
+from app.providers.gmail.headers import message_id_header
 from app.providers.gmail.quota import UNITS, UNITS_STOP, UNITS_WATCH, UserQuota
 from app.providers.http import (
     CALLS,
@@ -79,50 +79,6 @@ def _folder_of(labels: Sequence[str] | None) -> Folder | None:
         if label in labels:
             return folder
     return None
-
-
-_HEADER_SCAN_LIMIT = 256 * 1024
-_HEADER_LINE = re.compile(rb"From |[\041-\071\073-\176]*:|[\t ]")
-
-
-def _message_id_header(raw: bytes) -> str | None:
-    """``rfc822.message_id_of(raw)`` without building a parsed header block: the header
-    lines are walked by the email package's rules (continuations, a leading ``From ``
-    line, a nameless line, the first line that is no header ends them) until the first
-    Message-ID. 8-bit headers and bare CRs go to the email package itself."""
-    head = raw[:_HEADER_SCAN_LIMIT]
-    for separator in (b"\r\n\r\n", b"\n\n"):
-        index = head.find(separator)
-        if index != -1:
-            head = head[: index + len(separator)]
-            break
-    if not head.isascii() or head.count(b"\r") != head.count(b"\r\n"):
-        return message_id_of(raw)
-    lines = []
-    for line in head.split(b"\n"):
-        if not line or not _HEADER_LINE.match(line):
-            break  # the blank line, or a first body line without one
-        lines.append(line)
-    name: bytes | None = None
-    value: list[bytes] = []
-    for number, line in enumerate(lines):
-        if line[:1] in b" \t":
-            if name is not None:
-                value.append(line)
-            continue
-        if name is not None and name.lower() == b"message-id":
-            break
-        name = None
-        if line.startswith(b"From "):
-            if number == len(lines) - 1:
-                break  # taken for the first line of the body
-            continue  # an envelope line: not a header
-        colon = line.find(b":")
-        if colon > 0:
-            name, value = line[:colon], [line[colon + 1 :]]
-    if name is None or name.lower() != b"message-id":
-        return None
-    return " ".join(b" ".join(value).decode("ascii").split()) or None
 
 
 def _from_epoch_ms(value: Any) -> datetime | None:
@@ -396,7 +352,7 @@ class GmailProvider:
         return RemoteMessage(
             id=str(data.get("id") or (ref.id if ref else "")),
             thread_id=data.get("threadId") or (ref.thread_id if ref else None),
-            internet_message_id=_message_id_header(raw),
+            internet_message_id=message_id_header(raw),
             folder=resolved_folder,
             received_at=received_at,
             raw=raw,
