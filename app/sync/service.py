@@ -204,6 +204,7 @@ async def _act_on_failure(
 async def _retry_later(
     ctx: ServiceContext, org_id: UUID, account_id: UUID, action: MailboxAction
 ) -> None:
+    """Own transaction: say so on the account and queue the next attempt after the delay."""
     delay = action.delay or 0.0
     async with org_transaction(ctx.engine, org_id) as session:
         await repository.fail_run(
