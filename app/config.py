@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     """First backoff ceiling (doubles per attempt, full jitter, capped by the max above)."""
     gmail_batch_size: int = 50
     """Parts per Gmail batch request (Google: at most 100, more than 50 not recommended)."""
+    gmail_user_units_per_minute: int = 6000
+    """Gmail's per-user quota (units a minute) the driver paces itself to: 6,000 for Google
+    Cloud projects created since May 2026, 15,000 for older ones."""
     graph_fetch_concurrency: int = 4
     """Concurrent Graph requests per mailbox when fetching messages (Outlook allows 4)."""
     sync_fetch_pipeline_depth: int = 2

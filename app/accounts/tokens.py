@@ -22,7 +22,8 @@ from app.accounts.vault import Vault
 from app.db.rls import org_transaction
 from app.platform.notifications import notify
 from app.providers.base import OAuthClient
-from app.providers.errors import AuthRevoked
+from app.providers.errors import AuthRevoked, ProviderError
+from app.providers.failures import Outcome, mailbox_action
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class AccountTokenSource:
 
     async def _refresh(self, *, stale: str | None, forced: bool) -> str:
         async with self._lock:
-            revoked: AuthRevoked | None = None
+            revoked: ProviderError | None = None
             async with org_transaction(self._engine, self.org_id) as session:
                 row = await repository.get_account(session, self.account_id, lock=True)
                 if row is None or row["status"] in INACTIVE:
@@ -91,10 +92,9 @@ class AccountTokenSource:
                 # Unforced, a fresh expiry also says so: the account row and the token
                 # were read by two statements, and a refresh committed between them gives
                 # the new token with the old expiry.
-                replaced = current is not None and (
+                if current is not None and (
                     current != stale or (not forced and self._fresh(row["token_expires_at"]))
-                )
-                if replaced:
+                ):
                     self._token, self._expires_at = current, row["token_expires_at"]
                     return current
                 refresh_token = await self._vault.get(session, self.account_id, "refresh_token")
@@ -102,7 +102,10 @@ class AccountTokenSource:
                     if not refresh_token:
                         raise AuthRevoked("no refresh token stored", provider=row["provider"])
                     tokens = await self._oauth.refresh(refresh_token)
-                except AuthRevoked as exc:
+                except ProviderError as exc:
+                    # From the token endpoint, a refused grant (invalid_grant) is final.
+                    if mailbox_action(exc, grant_refused=True).outcome is not Outcome.REAUTH:
+                        raise
                     revoked = exc
                     await repository.mark_reauth_required(
                         session,

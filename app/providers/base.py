@@ -6,10 +6,10 @@ service and the OAuth callback use these types and the typed errors in `errors.p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 ProviderName = Literal["gmail", "outlook"]
 Folder = Literal["inbox", "sent"]
@@ -146,12 +146,98 @@ class PushChannel:
     """Gmail: the historyId returned by `watch`. Graph: None."""
 
 
+@dataclass(frozen=True)
+class SyncScope:
+    """A part of a mailbox that one cursor position covers.
+
+    `folder` None: the whole mailbox (a Gmail historyId spans every label); a folder: that
+    folder only (a Graph deltaLink belongs to one folder). `key` names the position in the
+    stored `SyncCursor`; the drivers choose it and nothing else reads it.
+    """
+
+    key: str
+    folder: Folder | None
+
+
+@dataclass(frozen=True)
+class SyncCursor:
+    """Where the last sync of a mailbox stopped: one opaque position per `SyncScope`.
+
+    Stored as the JSON object `{scope.key: position}` (the account's `sync_cursor`), so
+    domain code saves and loads it without knowing what a position looks like.
+    """
+
+    positions: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_stored(cls, stored: Mapping[str, Any] | None) -> SyncCursor:
+        return cls({str(k): str(v) for k, v in (stored or {}).items() if v})
+
+    def to_stored(self) -> dict[str, str]:
+        return dict(self.positions)
+
+    def position(self, scope: SyncScope) -> str | None:
+        return self.positions.get(scope.key)
+
+    def moved(self, scope: SyncScope, position: str | None) -> SyncCursor:
+        """This cursor with `scope` at `position` (None: the scope starts afresh)."""
+        positions = {k: v for k, v in self.positions.items() if k != scope.key}
+        if position:
+            positions[scope.key] = position
+        return SyncCursor(positions)
+
+
+@dataclass(frozen=True)
+class PushNotice:
+    """One push notification, reduced to what sync needs.
+
+    A notice names its mailbox by `address` (Gmail: every account connected with it) or by
+    `channel_id` (the push channel we registered: a Graph subscription). `client_state`
+    is the secret echoed back when the channel was registered with one; `position` where
+    the change feed stood (a notice the stored cursor has passed announces nothing new).
+    `sync`: mail may have changed; `renew_channel`: the channel needs registering again.
+    """
+
+    address: str | None = None
+    channel_id: str | None = None
+    client_state: str | None = None
+    position: str | None = None
+    sync: bool = True
+    renew_channel: bool = False
+
+
+class InvalidPush(ValueError):
+    """A push body that is not the provider's notification format."""
+
+
+class PushFormat(Protocol):
+    """How one provider's push notifications read (the webhook endpoints use it)."""
+
+    def parse_push(self, body: bytes) -> list[PushNotice]:
+        """The notices in a push body; raises InvalidPush when it is not one."""
+        ...
+
+    def is_news(self, notice: PushNotice, cursor: SyncCursor) -> bool:
+        """False when the stored cursor already covers what the notice announces."""
+        ...
+
+
 class MailProvider(Protocol):
     """One connected mailbox at one provider. Every method may raise the errors in
     `app.providers.errors`; nothing else escapes a driver."""
 
     @property
     def name(self) -> ProviderName: ...
+
+    @property
+    def sync_scopes(self) -> tuple[SyncScope, ...]:
+        """The parts of the mailbox a sync walks, each with its own cursor position."""
+        ...
+
+    @property
+    def max_send_bytes(self) -> int:
+        """The largest RFC 822 message `send` accepts; larger raises MessageTooLarge."""
+        ...
 
     async def get_profile(self) -> MailboxProfile: ...
 

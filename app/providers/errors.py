@@ -103,19 +103,3 @@ class MessageTooLarge(ProviderError):
 
 class ProviderRequestError(ProviderError):
     """Any other 4xx: a bug on our side or a permission the account lacks."""
-
-
-# STYLE.md calls the transient kind `Temporary`; one class, two names.
-Temporary = ProviderUnavailable
-
-__all__ = [
-    "AuthRevoked",
-    "CursorExpired",
-    "MessageTooLarge",
-    "NotFound",
-    "ProviderError",
-    "ProviderRequestError",
-    "ProviderUnavailable",
-    "RateLimited",
-    "Temporary",
-]

@@ -322,6 +322,3 @@ class StaticTokenSource:
 
     async def refresh(self) -> str:
         raise AuthRevoked("static token cannot be refreshed")
-
-
-OAuthClientImpl = GoogleOAuthClient | MicrosoftOAuthClient

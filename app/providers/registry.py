@@ -5,9 +5,11 @@ from __future__ import annotations
 import httpx
 
 from app.config import Settings
-from app.providers.base import MailProvider, OAuthClient, TokenSource
-from app.providers.gmail import GmailProvider
-from app.providers.graph import GraphProvider
+from app.providers.base import MailProvider, OAuthClient, PushFormat, TokenSource
+from app.providers.gmail.driver import GmailProvider
+from app.providers.gmail.push import GmailPushFormat
+from app.providers.graph.driver import GraphProvider
+from app.providers.graph.push import GraphPushFormat
 from app.providers.http import RetryPolicy
 from app.providers.oauth import GoogleOAuthClient, MicrosoftOAuthClient
 
@@ -46,3 +48,10 @@ def get_oauth_client(
     if _check(name) == "gmail":
         return GoogleOAuthClient(settings, http_client, policy)
     return MicrosoftOAuthClient(settings, http_client, policy)
+
+
+def push_format(name: str) -> PushFormat:
+    """How `name`'s push notifications read (the contract's provider value: gmail, outlook)."""
+    if _check(name) == "gmail":
+        return GmailPushFormat()
+    return GraphPushFormat()

@@ -11,11 +11,12 @@ import logging
 from collections.abc import Sequence
 from uuid import UUID
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.providers.base import RemoteMessage
+from app.sync import repository
 from app.tracking.bounces import BounceReport, detect_bounce
+from app.tracking.service import record_bounce
 
 logger = logging.getLogger(__name__)
 
@@ -32,23 +33,6 @@ _REPORT_MARKERS = (
 def looks_like_bounce(raw: bytes) -> bool:
     head = raw[:8192].lower()
     return any(marker in head for marker in _REPORT_MARKERS)
-
-
-async def _find_sent_email(session: AsyncSession, report: BounceReport) -> UUID | None:
-    ids = [i for i in (report.original_message_id, *report.candidate_message_ids) if i]
-    if not ids:
-        return None
-    row = (
-        await session.execute(
-            text(
-                "SELECT id FROM ce_emails WHERE direction = 'outbound' "
-                "AND internet_message_id = ANY(:ids) "
-                "ORDER BY array_position(:ids, internet_message_id), created_at LIMIT 1"
-            ),
-            {"ids": ids},
-        )
-    ).first()
-    return UUID(str(row[0])) if row else None
 
 
 def find_bounce_reports(messages: Sequence[RemoteMessage]) -> list[BounceReport]:
@@ -69,11 +53,10 @@ async def link_bounce_reports(
 ) -> int:
     """Mark the sent emails the reports are about as bounced, in the sync's page
     transaction. Returns the number of emails marked."""
-    from app.tracking.service import record_bounce
-
     marked = 0
     for report in reports:
-        email_id = await _find_sent_email(session, report)
+        ids = [i for i in (report.original_message_id, *report.candidate_message_ids) if i]
+        email_id = await repository.sent_email_by_message_ids(session, ids) if ids else None
         if email_id is None:
             continue
         if await record_bounce(

@@ -1,33 +1,37 @@
+"""Sync endpoints (queue a sync, its progress) and the push webhooks.
+
+A webhook verifies the notification and queues work, nothing more: the provider's push
+format reads the body (`app.providers.registry.push_format`), `app.sync.service` queues.
+"""
+
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
-import json
 import logging
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
-from sqlalchemy import text
 
 from app.accounts import service as accounts_service
 from app.auth.deps import CallerDep
 from app.context import ServiceContext
 from app.db.rls import org_transaction, system_transaction
-from app.errors import BadRequest, Conflict, Forbidden, PayloadTooLarge
-from app.jobs.queue import QUEUE_MAINTENANCE, enqueue
+from app.errors import BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge
+from app.providers.base import InvalidPush, PushNotice
+from app.providers.registry import push_format
 from app.security.ratelimit import limited
+from app.sync import repository
+from app.sync.push import client_state_matches
 from app.sync.schemas import SyncRequested, SyncStatus
-from app.sync.service import enqueue_sync, push_client_state
+from app.sync.service import PUSH_PRIORITY, accept_notice, enqueue_sync
 
 logger = logging.getLogger(__name__)
 
 sync_router = APIRouter(prefix="/v1/accounts", tags=["sync"])
 webhooks_router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
-PUSH_PRIORITY = 10  # new mail ahead of polling and backfills
 MAX_WEBHOOK_BYTES = 256 * 1024
 
 
@@ -63,35 +67,20 @@ async def request_sync(account_id: UUID, caller: CallerDep) -> SyncRequested:
 )
 async def sync_status(account_id: UUID, caller: CallerDep) -> SyncStatus:
     await accounts_service.get_account(caller, account_id)  # visibility and 404
-    row = (
-        await caller.session.execute(
-            text(
-                "SELECT sync_state, sync_phase, sync_processed, sync_estimate, sync_started_at, "
-                "sync_finished_at, last_synced_at, last_error FROM ce_email_accounts WHERE id = :id"
-            ),
-            {"id": account_id},
-        )
-    ).one()
-    return SyncStatus(
-        state=row.sync_state,
-        phase=row.sync_phase,
-        processed=row.sync_processed,
-        estimate=row.sync_estimate,
-        started_at=row.sync_started_at,
-        finished_at=row.sync_finished_at,
-        last_synced_at=row.last_synced_at,
-        last_error=row.last_error,
-    )
+    progress = await repository.sync_progress(caller.session, account_id)
+    if progress is None:
+        raise NotFound("No such account")
+    return SyncStatus.model_validate(progress._asdict())
 
 
-async def _body(request: Request) -> Any:
+async def _notices(request: Request, provider: str) -> list[PushNotice]:
     raw = await request.body()
     if len(raw) > MAX_WEBHOOK_BYTES:
         raise PayloadTooLarge("Notification too large")
     try:
-        return json.loads(raw)
-    except ValueError:
-        raise BadRequest("Body is not JSON") from None
+        return push_format(provider).parse_push(raw)
+    except InvalidPush as exc:
+        raise BadRequest(str(exc)) from None
 
 
 @webhooks_router.post(
@@ -113,36 +102,20 @@ async def gmail_push(
     expected = ctx.settings.gmail_push_secret.get_secret_value()
     if not token or not hmac.compare_digest(token.encode(), expected.encode()):
         raise Forbidden("Push not authenticated")
-    envelope = await _body(request)
-    try:
-        data = json.loads(
-            base64.urlsafe_b64decode(
-                envelope["message"]["data"] + "=" * (-len(envelope["message"]["data"]) % 4)
-            )
-        )
-        address = str(data["emailAddress"])
-        history_id = int(str(data["historyId"]))
-    except (KeyError, TypeError, ValueError, binascii.Error):
-        raise BadRequest("Not a Gmail push notification") from None
-    async with system_transaction(ctx.engine) as session:
-        accounts = (
-            await session.execute(
-                text("SELECT org_id, account_id FROM ce_find_accounts_by_address('gmail', :a)"),
-                {"a": address},
-            )
-        ).all()
-    for org_id, account_id in accounts:
-        async with org_transaction(ctx.engine, org_id) as session:
-            stored = (
-                await session.execute(
-                    text("SELECT sync_cursor->>'history_id' FROM ce_email_accounts WHERE id = :id"),
-                    {"id": account_id},
+    notices = await _notices(request, "gmail")
+    accounts = 0
+    for notice in notices:
+        if notice.address is None:
+            continue
+        async with system_transaction(ctx.engine) as session:
+            targets = await repository.accounts_by_address(session, "gmail", notice.address)
+        accounts += len(targets)
+        for org_id, account_id in targets:
+            async with org_transaction(ctx.engine, org_id) as session:
+                await accept_notice(
+                    session, push_format("gmail"), "gmail", org_id, account_id, notice
                 )
-            ).scalar_one_or_none()
-            if stored and stored.isdigit() and history_id <= int(stored):
-                continue  # an older or repeated push: nothing new
-            await enqueue_sync(session, org_id, account_id, reason="push", priority=PUSH_PRIORITY)
-    logger.info("gmail push", extra={"count": len(accounts)})
+    logger.info("gmail push", extra={"count": accounts})
     return Response(status_code=204)
 
 
@@ -166,51 +139,25 @@ async def outlook_push(
         # Subscription validation: echo the (URL-decoded) token as text/plain, at once.
         return PlainTextResponse(validation_token, status_code=200)
     ctx = _ctx(request)
-    body = await _body(request)
-    items = body.get("value") if isinstance(body, dict) else None
-    if not isinstance(items, list):
-        raise BadRequest("Not a Graph notification")
+    notices = await _notices(request, "outlook")
     accepted = 0
-    for item in items[:100]:
-        if not isinstance(item, dict):
+    for notice in notices:
+        if notice.channel_id is None:
             continue
-        subscription = str(item.get("subscriptionId", ""))[:256]
         async with system_transaction(ctx.engine) as session:
-            found = (
-                await session.execute(
-                    text(
-                        "SELECT org_id, account_id "
-                        "FROM ce_find_account_by_push_channel('outlook', :s)"
-                    ),
-                    {"s": subscription},
-                )
-            ).first()
-        if found is None:
+            target = await repository.account_by_push_channel(session, "outlook", notice.channel_id)
+        if target is None:
             continue
-        org_id, account_id = found
-        client_state = str(item.get("clientState") or "")
-        if not hmac.compare_digest(
-            client_state.encode(), push_client_state(ctx, account_id).encode()
-        ):
+        if not client_state_matches(ctx, target.account_id, notice):
             logger.warning(
-                "graph notification with a wrong clientState", extra={"account_id": str(account_id)}
+                "graph notification with a wrong clientState",
+                extra={"account_id": str(target.account_id)},
             )
             continue
         accepted += 1
-        lifecycle = item.get("lifecycleEvent")
-        async with org_transaction(ctx.engine, org_id) as session:
-            if lifecycle in ("reauthorizationRequired", "subscriptionRemoved"):
-                await enqueue(
-                    session,
-                    "ce:renew_push",
-                    {"org_id": str(org_id), "account_id": str(account_id), "provider": "outlook"},
-                    queue=QUEUE_MAINTENANCE,
-                    queueing_lock=f"renew:{account_id}",
-                )
-            if lifecycle != "reauthorizationRequired":
-                # created/updated/deleted, `missed` and a removed subscription: catch up
-                await enqueue_sync(
-                    session, org_id, account_id, reason="push", priority=PUSH_PRIORITY
-                )
-    logger.info("graph notifications", extra={"count": len(items), "processed": accepted})
+        async with org_transaction(ctx.engine, target.org_id) as session:
+            await accept_notice(
+                session, push_format("outlook"), "outlook", target.org_id, target.account_id, notice
+            )
+    logger.info("graph notifications", extra={"count": len(notices), "processed": accepted})
     return Response(status_code=202)

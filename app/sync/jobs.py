@@ -12,19 +12,19 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import procrastinate
-from sqlalchemy import text
 
 from app.context import ServiceContext
 from app.db.rls import org_transaction, system_transaction
-from app.jobs.queue import QUEUE_MAINTENANCE, enqueue
+from app.jobs.queue import QUEUE_MAINTENANCE
 from app.logs import job_id_var
 from app.sync import repository
-from app.sync.service import enqueue_sync, ensure_push, run_sync
+from app.sync.service import enqueue_push_renewal, enqueue_sync, renew_push, run_sync
 
 logger = logging.getLogger(__name__)
 
 blueprint = procrastinate.Blueprint()
 STALE_AFTER = timedelta(minutes=10)
+BATCH = 500
 
 
 @dataclass
@@ -52,10 +52,8 @@ async def sync_account(
 
 
 @blueprint.task(name="renew_push", queue=QUEUE_MAINTENANCE)
-async def renew_push(org_id: str, account_id: str, provider: str) -> None:
-    ctx = RUNTIME.require()
-    driver = ctx.account_provider(provider, UUID(org_id), UUID(account_id))
-    await ensure_push(ctx, UUID(org_id), UUID(account_id), driver, force=True)
+async def renew_push_channel(org_id: str, account_id: str, provider: str) -> None:
+    await renew_push(RUNTIME.require(), UUID(org_id), UUID(account_id), provider)
 
 
 @blueprint.periodic(cron="* * * * *", periodic_id="poll")
@@ -64,11 +62,7 @@ async def poll_due_accounts(timestamp: int) -> None:
     """Polling fallback: every account whose interval has passed gets a (coalesced) sync."""
     ctx = RUNTIME.require()
     async with system_transaction(ctx.engine) as session:
-        due = (
-            await session.execute(
-                text("SELECT org_id, account_id FROM ce_accounts_due_for_sync(500)")
-            )
-        ).all()
+        due = await repository.accounts_due_for_sync(session, BATCH)
     for org_id, account_id in due:
         async with org_transaction(ctx.engine, org_id) as session:
             await enqueue_sync(session, org_id, account_id, reason="poll")
@@ -82,20 +76,10 @@ async def renew_expiring_push(timestamp: int) -> None:
     ctx = RUNTIME.require()
     before = datetime.now(UTC) + timedelta(days=1)
     async with system_transaction(ctx.engine) as session:
-        rows = (
-            await session.execute(
-                text("SELECT org_id, account_id, provider FROM ce_accounts_push_expiring(:b, 500)"),
-                {"b": before},
-            )
-        ).all()
-        for org_id, account_id, provider in rows:
-            await enqueue(
-                session,
-                "ce:renew_push",
-                {"org_id": str(org_id), "account_id": str(account_id), "provider": provider},
-                queue=QUEUE_MAINTENANCE,
-                queueing_lock=f"renew:{account_id}",
-            )
+        for org_id, account_id, provider in await repository.accounts_push_expiring(
+            session, before, BATCH
+        ):
+            await enqueue_push_renewal(session, org_id, account_id, provider)
 
 
 @blueprint.periodic(cron="* * * * *", periodic_id="sweep")
@@ -106,11 +90,7 @@ async def sweep_stale_syncs(timestamp: int) -> None:
     ctx = RUNTIME.require()
     before = datetime.now(UTC) - STALE_AFTER
     async with system_transaction(ctx.engine) as session:
-        rows = (
-            await session.execute(
-                text("SELECT org_id, account_id FROM ce_stale_syncs(:b, 100)"), {"b": before}
-            )
-        ).all()
+        rows = await repository.stale_syncs(session, before, 100)
     for org_id, account_id in rows:
         async with org_transaction(ctx.engine, org_id) as session:
             await repository.fail_run(

@@ -209,6 +209,16 @@ async def test_history_404_is_cursor_expired(provider_for) -> None:
     assert len(recorder.requests) == 1
 
 
+@pytest.mark.asyncio
+@pytest.mark.parametrize("reason", ["failedPrecondition", "invalidArgument"])
+async def test_history_400_for_an_invalid_start_id_is_cursor_expired(provider_for, reason) -> None:
+    """Gmail answers 400 for a startHistoryId it cannot use: a full sync, like a 404."""
+    provider, recorder = provider_for(lambda r: gmail_error(400, reason))
+    with pytest.raises(CursorExpired):
+        await provider.list_changes("1")
+    assert len(recorder.requests) == 1
+
+
 def test_parse_batch_response_handles_lf_and_padding() -> None:
     body = (
         b"preamble\n--b1  \nContent-Type: application/http\nContent-ID: <response-item-0>\n\n"

@@ -19,7 +19,7 @@ from app.providers.gmail.batch import (
     message_resource,
     parse_batch_response,
 )
-from app.providers.gmail.driver import _message_id_header
+from app.providers.gmail.headers import message_id_header as _message_id_header
 from app.providers.rfc822 import b64url_decode, message_id_of
 
 

@@ -148,7 +148,7 @@ async def test_graph_notification_with_another_orgs_subscription_is_ignored(
 ) -> None:
     """A notification naming org A's subscription but carrying a clientState made for
     another account queues nothing for A."""
-    from app.sync.service import push_client_state
+    from app.sync.push import push_client_state
 
     org_a: Org = await make_org("Push A")
     account = await connect(

@@ -20,8 +20,9 @@ from app.providers.gmail.driver import GmailProvider
 from app.providers.graph.driver import GraphProvider
 from app.providers.http import message_fetches
 from app.sync import repository as sync_repository
-from app.sync import service as sync_service
-from app.sync.service import FETCH_CHUNK, run_sync, shutdown_parse_pool
+from app.sync.parse_pool import running_pool, shutdown_parse_pool
+from app.sync.pipeline import FETCH_CHUNK, Listing, SyncRun
+from app.sync.service import run_sync
 from tests.accounts.helpers import connect
 from tests.conftest import Org
 from tests.sync.helpers import account_row, sandbox_messages, seed_many, stored_messages
@@ -154,7 +155,7 @@ async def test_parsing_in_a_separate_process_stores_the_same(
     _settings(app, monkeypatch, sync_parse_processes=1)
     try:
         await _sync(app, org, account)
-        assert sync_service._parse_pool is not None  # the pages really went through it
+        assert running_pool() is not None  # the pages really went through it
     finally:
         shutdown_parse_pool()
     assert await stored_messages(owner_engine, account["id"]) == sandbox_messages(
@@ -179,10 +180,10 @@ async def test_a_listing_streams_across_pages_repeats_fetch_once_deletions_wait(
     since = datetime.now(UTC) - timedelta(days=30)
     a, b, c = (await provider.list_messages("inbox", since, None)).added
 
-    def run() -> sync_service.SyncRun:
-        return sync_service.SyncRun(ctx, org.id, row, provider, since=since, body_limit_kb=500)
+    def run() -> SyncRun:
+        return SyncRun(ctx, org.id, row, provider, since=since, body_limit_kb=500)
 
-    async def listing(*pages: tuple[list[Any], list[str]]) -> sync_service.Listing:
+    async def listing(*pages: tuple[list[Any], list[str]]) -> Listing:
         for page in pages:
             yield page
 

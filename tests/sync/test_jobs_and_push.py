@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.jobs.worker import run_worker
-from app.sync.service import push_client_state
+from app.sync.push import push_client_state
 from tests.accounts.helpers import connect
 from tests.conftest import Org, sandbox_of
 from tests.sync.helpers import account_row, sandbox_messages, seed_many, stored_messages

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from app.providers.base import (
     PushChannel,
     RemoteMessage,
     SentMessage,
+    SyncScope,
     TokenSource,
     index_refs,
 )
@@ -41,6 +41,8 @@ from app.providers.gmail.batch import (
     new_boundary,
     parse_batch_response,
 )
+from app.providers.gmail.headers import message_id_header
+from app.providers.gmail.quota import UNITS, UNITS_STOP, UNITS_WATCH, UserQuota
 from app.providers.http import (
     CALLS,
     ProviderHttp,
@@ -60,6 +62,13 @@ SIMPLE_SEND_MAX_BYTES = 5 * 1024 * 1024
 # The upload endpoint's maxSize (36700160 bytes).
 MAX_SEND_BYTES = 35 * 1024 * 1024
 _LABEL_FOLDERS: dict[str, Folder] = {"SENT": "sent", "INBOX": "inbox"}
+# history.list answers 404 for a startHistoryId that is too old and 400 with these codes for
+# one it cannot use: both mean "sync the window afresh".
+_INVALID_START_CODES = frozenset(
+    {"failedPrecondition", "invalidArgument", "FAILED_PRECONDITION", "INVALID_ARGUMENT"}
+)
+# A historyId spans the whole mailbox: one cursor position covers Inbox and Sent.
+MAILBOX_SCOPE = SyncScope(key="history_id", folder=None)
 
 
 def _folder_of(labels: Sequence[str] | None) -> Folder | None:
@@ -72,50 +81,6 @@ def _folder_of(labels: Sequence[str] | None) -> Folder | None:
     return None
 
 
-_HEADER_SCAN_LIMIT = 256 * 1024
-_HEADER_LINE = re.compile(rb"From |[\041-\071\073-\176]*:|[\t ]")
-
-
-def _message_id_header(raw: bytes) -> str | None:
-    """``rfc822.message_id_of(raw)`` without building a parsed header block: the header
-    lines are walked by the email package's rules (continuations, a leading ``From ``
-    line, a nameless line, the first line that is no header ends them) until the first
-    Message-ID. 8-bit headers and bare CRs go to the email package itself."""
-    head = raw[:_HEADER_SCAN_LIMIT]
-    for separator in (b"\r\n\r\n", b"\n\n"):
-        index = head.find(separator)
-        if index != -1:
-            head = head[: index + len(separator)]
-            break
-    if not head.isascii() or head.count(b"\r") != head.count(b"\r\n"):
-        return message_id_of(raw)
-    lines = []
-    for line in head.split(b"\n"):
-        if not line or not _HEADER_LINE.match(line):
-            break  # the blank line, or a first body line without one
-        lines.append(line)
-    name: bytes | None = None
-    value: list[bytes] = []
-    for number, line in enumerate(lines):
-        if line[:1] in b" \t":
-            if name is not None:
-                value.append(line)
-            continue
-        if name is not None and name.lower() == b"message-id":
-            break
-        name = None
-        if line.startswith(b"From "):
-            if number == len(lines) - 1:
-                break  # taken for the first line of the body
-            continue  # an envelope line: not a header
-        colon = line.find(b":")
-        if colon > 0:
-            name, value = line[:colon], [line[colon + 1 :]]
-    if name is None or name.lower() != b"message-id":
-        return None
-    return " ".join(b" ".join(value).decode("ascii").split()) or None
-
-
 def _from_epoch_ms(value: Any) -> datetime | None:
     try:
         return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
@@ -125,6 +90,8 @@ def _from_epoch_ms(value: Any) -> datetime | None:
 
 class GmailProvider:
     name: ClassVar[ProviderName] = PROVIDER
+    sync_scopes: ClassVar[tuple[SyncScope, ...]] = (MAILBOX_SCOPE,)
+    max_send_bytes: ClassVar[int] = MAX_SEND_BYTES
 
     def __init__(
         self,
@@ -141,6 +108,7 @@ class GmailProvider:
         self._batch_prefix = urlsplit(settings.gmail_api_base).path.rstrip("/")
         self._batch_size = max(1, min(100, settings.gmail_batch_size))
         self._oauth = GoogleOAuthClient(settings, http_client=self.http.client, policy=policy)
+        self.quota = UserQuota(settings.gmail_user_units_per_minute)
 
     def __repr__(self) -> str:
         return "GmailProvider()"
@@ -151,6 +119,7 @@ class GmailProvider:
     # ------------------------------------------------------------------ reading
 
     async def get_profile(self) -> MailboxProfile:
+        await self.quota.spend(UNITS["profile"])
         data = await self.http.json("GET", f"{self._users}/profile", template="GET /profile")
         history_id = data.get("historyId")
         return MailboxProfile(
@@ -176,6 +145,7 @@ class GmailProvider:
         }
         if gmail_token:
             params["pageToken"] = gmail_token
+        await self.quota.spend(UNITS["list"])
         data = await self.http.json(
             "GET", f"{self._users}/messages", template="GET /messages", params=params
         )
@@ -204,6 +174,7 @@ class GmailProvider:
         ]
         if page_token:
             params.append(("pageToken", page_token))
+        await self.quota.spend(UNITS["history"])
         try:
             data = await self.http.json(
                 "GET", f"{self._users}/history", template="GET /history", params=params
@@ -211,6 +182,12 @@ class GmailProvider:
         except NotFound:
             raise CursorExpired(
                 "history cursor expired", provider=PROVIDER, status=404, code="notFound"
+            ) from None
+        except ProviderRequestError as exc:
+            if exc.status != 400 or exc.code not in _INVALID_START_CODES:
+                raise
+            raise CursorExpired(
+                "history cursor invalid", provider=PROVIDER, status=400, code=exc.code
             ) from None
         added: dict[str, MessageRef] = {}
         deleted: dict[str, None] = {}
@@ -277,6 +254,7 @@ class GmailProvider:
                 ],
                 boundary,
             )
+            await self.quota.spend(UNITS["get"] * len(pending))
             response = await self.http.request(
                 "POST",
                 self.settings.gmail_batch_url,
@@ -374,7 +352,7 @@ class GmailProvider:
         return RemoteMessage(
             id=str(data.get("id") or (ref.id if ref else "")),
             thread_id=data.get("threadId") or (ref.thread_id if ref else None),
-            internet_message_id=_message_id_header(raw),
+            internet_message_id=message_id_header(raw),
             folder=resolved_folder,
             received_at=received_at,
             raw=raw,
@@ -383,6 +361,7 @@ class GmailProvider:
         )
 
     async def get_attachment(self, message_id: str, attachment_id: str) -> bytes:
+        await self.quota.spend(UNITS["attachment"])
         data = await self.http.json(
             "GET",
             f"{self._users}/messages/{quote(message_id, safe='')}"
@@ -404,6 +383,7 @@ class GmailProvider:
                 provider=PROVIDER,
                 code="local_size_limit",
             )
+        await self.quota.spend(UNITS["send"])
         if size <= SIMPLE_SEND_MAX_BYTES:
             body: dict[str, str] = {"raw": b64url_encode(mime)}
             if message.thread_id:
@@ -464,6 +444,7 @@ class GmailProvider:
     async def watch(self, callback_url: str, client_state: str) -> PushChannel:
         """Gmail pushes through Pub/Sub: `callback_url` and `client_state` belong to the
         push subscription configured on the topic, not to this call."""
+        await self.quota.spend(UNITS_WATCH)
         data = await self.http.json(
             "POST",
             f"{self._users}/watch",
@@ -486,6 +467,7 @@ class GmailProvider:
         return await self.watch("", "")
 
     async def stop(self, channel: PushChannel) -> None:
+        await self.quota.spend(UNITS_STOP)
         await self.http.request("POST", f"{self._users}/stop", template="POST /stop")
 
     async def revoke(self, refresh_token: str) -> None:

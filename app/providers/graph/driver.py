@@ -27,6 +27,7 @@ from app.providers.base import (
     PushChannel,
     RemoteMessage,
     SentMessage,
+    SyncScope,
     TokenSource,
     index_refs,
 )
@@ -78,6 +79,12 @@ def _query(params: dict[str, str]) -> str:
 
 class GraphProvider:
     name: ClassVar[ProviderName] = PROVIDER
+    # A deltaLink belongs to one folder: Inbox and Sent each keep their own position.
+    sync_scopes: ClassVar[tuple[SyncScope, ...]] = (
+        SyncScope(key="inbox", folder="inbox"),
+        SyncScope(key="sent", folder="sent"),
+    )
+    max_send_bytes: ClassVar[int] = MAX_SEND_BYTES
 
     def __init__(
         self,
