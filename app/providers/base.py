@@ -239,6 +239,12 @@ class MailProvider(Protocol):
         """The largest RFC 822 message `send` accepts; larger raises MessageTooLarge."""
         ...
 
+    @property
+    def needs_reply_references(self) -> bool:
+        """Whether a reply joins its thread only when it carries the original's References
+        (Gmail threads by headers; Graph replies within the original's conversation)."""
+        ...
+
     async def get_profile(self) -> MailboxProfile: ...
 
     async def list_messages(

@@ -38,6 +38,12 @@ def get_provider(
     return GraphProvider(settings, token_source, http_client, policy)
 
 
+def max_send_bytes(name: str) -> int:
+    """The largest message `name`'s send API accepts (checked before a send is queued)."""
+    driver = GmailProvider if _check(name) == "gmail" else GraphProvider
+    return driver.max_send_bytes
+
+
 def get_oauth_client(
     name: str,
     settings: Settings,

@@ -64,11 +64,13 @@ async def reply_threading(
 
 
 async def complete_references(provider: MailProvider, threading: Threading) -> None:
-    """Gmail threads by References: take the original's own References from the provider
-    (they are not stored). Graph's createReply sets the threading headers itself."""
-    # seam: a branch on the provider's name; whether a driver threads by References (and
-    # so needs the original's) belongs behind the provider protocol.
-    if provider.name != "gmail" or not threading.reply_to_provider_id or not threading.in_reply_to:
+    """A driver that threads by References (Gmail) needs the original's own References from
+    the provider (they are not stored); Graph's createReply sets them itself."""
+    if not (
+        provider.needs_reply_references
+        and threading.reply_to_provider_id
+        and threading.in_reply_to
+    ):
         return
     try:
         [original] = await provider.get_messages([threading.reply_to_provider_id])

@@ -46,7 +46,7 @@ from app.messages.service import synced_payload
 from app.platform.documents import document_storage
 from app.providers import errors as provider_errors
 from app.providers.base import MailProvider, OutgoingMessage, SentMessage
-from app.providers.http import NOT_PROCESSED_STATUSES
+from app.providers.failures import Outcome, mailbox_action, may_have_been_processed
 from app.send import repository
 from app.send.compose import Composition, Mailbox, OutgoingAttachment, build_message
 from app.send.replies import Threading, complete_references, reply_threading
@@ -206,26 +206,41 @@ async def _fail(
     return "failed"
 
 
-async def _fail_if_reconnect_needed(
+async def _grant_refused(ctx: ServiceContext, job: SendJob, account_id: UUID) -> bool:
+    """Own transaction: whether the mailbox is known to need re-consent (a 401 alone does
+    not say so: the grant may still be good, see `mailbox_action`)."""
+    async with org_transaction(ctx.engine, job.org_id) as session:
+        account = await accounts_repository.get_account(session, account_id)
+    return account is None or account["status"] in ("reauth_required", "disconnected")
+
+
+async def _act_on_provider_error(
     ctx: ServiceContext,
     job: SendJob,
     account_id: UUID,
     exc: provider_errors.ProviderError,
     attempt: int,
-) -> bool:
-    """Own transaction: fail the send when its mailbox must be connected again (a 401
-    alone does not say so: the grant may still be good, see the sync's handling)."""
-    async with org_transaction(ctx.engine, job.org_id) as session:
-        account = await accounts_repository.get_account(session, account_id)
-        if account is not None and account["status"] not in ("reauth_required", "disconnected"):
-            return False
-        failure = _provider_failure(exc)
-        await repository.mark_failed(session, job.email_id, failure.send_error)
-    logger.warning(
-        "send failed",
-        extra={"email_id": str(job.email_id), "error_code": failure.code, "attempt": attempt},
+    *,
+    uncertain: bool,
+) -> Literal["failed"]:
+    """What the failure means for the mailbox (`mailbox_action`, shared with sync and
+    token refresh), applied to this send: retry through the job queue, or fail it."""
+    grant_refused = isinstance(exc, provider_errors.AuthRevoked) and await _grant_refused(
+        ctx, job, account_id
     )
-    return True
+    action = mailbox_action(exc, grant_refused=grant_refused)
+    if action.outcome is not Outcome.RETRY:
+        return await _fail(ctx, job, _provider_failure(exc), attempt)
+    kind = (
+        "rate"
+        if isinstance(exc, provider_errors.RateLimited)
+        else "auth"
+        if isinstance(exc, provider_errors.AuthRevoked)
+        else "temporary"
+    )
+    return await _retry_or_fail(
+        ctx, job, attempt, uncertain=uncertain, retry_after=action.retry_after, kind=kind
+    )
 
 
 async def _retry_or_fail(
@@ -420,45 +435,22 @@ async def run_send_job(ctx: ServiceContext, job: SendJob, *, attempt: int = 1) -
         mime = await _compose(ctx.settings, loaded)
     except _PermanentFailure as failure:
         return await _fail(ctx, job, failure, attempt)
-    except provider_errors.RateLimited as exc:
-        return await _retry_or_fail(
-            ctx, job, attempt, uncertain=uncertain, retry_after=exc.retry_after, kind="rate"
-        )
-    except (provider_errors.ProviderUnavailable, provider_errors.AuthRevoked) as exc:
-        if isinstance(exc, provider_errors.AuthRevoked) and await _fail_if_reconnect_needed(
-            ctx, job, row.account_id, exc, attempt
-        ):
-            return "failed"
-        retry_after = getattr(exc, "retry_after", None)
-        return await _retry_or_fail(
-            ctx, job, attempt, uncertain=uncertain, retry_after=retry_after, kind="temporary"
-        )
     except provider_errors.ProviderError as exc:
-        return await _fail(ctx, job, _provider_failure(exc), attempt)
+        return await _act_on_provider_error(
+            ctx, job, row.account_id, exc, attempt, uncertain=uncertain
+        )
 
     try:
         sent = await _send(provider, mime, loaded.threading)
-    except provider_errors.RateLimited as exc:
-        return await _retry_or_fail(
-            ctx, job, attempt, uncertain=False, retry_after=exc.retry_after, kind="rate"
-        )
-    except provider_errors.ProviderUnavailable as exc:
-        # seam: reading a status code in domain code. 503 means "not processed"; a timeout
-        # or a dropped connection may hide a success. The provider error itself should say
-        # whether the request may have been processed.
-        uncertain = exc.status not in NOT_PROCESSED_STATUSES
-        return await _retry_or_fail(
-            ctx, job, attempt, uncertain=uncertain, retry_after=exc.retry_after, kind="temporary"
-        )
-    except provider_errors.AuthRevoked as exc:
-        # a 401 is never a send; the grant may still be good (see the sync's handling)
-        if await _fail_if_reconnect_needed(ctx, job, row.account_id, exc, attempt):
-            return "failed"
-        return await _retry_or_fail(
-            ctx, job, attempt, uncertain=False, retry_after=None, kind="auth"
-        )
     except provider_errors.ProviderError as exc:
-        return await _fail(ctx, job, _provider_failure(exc), attempt)
+        # Only an unavailable provider may have taken the message anyway (a timeout or a
+        # dropped connection can hide a success); throttling and refusals say it did not.
+        maybe_sent = isinstance(
+            exc, provider_errors.ProviderUnavailable
+        ) and may_have_been_processed(exc)
+        return await _act_on_provider_error(
+            ctx, job, row.account_id, exc, attempt, uncertain=maybe_sent
+        )
     except Exception as exc:
         # a bug after the message may have left: never resend blindly
         logger.error("send crashed", extra={**log, "error_type": type(exc).__name__})

@@ -27,8 +27,7 @@ from app.matching import repository as matching_repository
 from app.matching.service import link_keys, match_links
 from app.messages import repository as messages_repository
 from app.messages.mime import make_snippet
-from app.providers.gmail.driver import MAX_SEND_BYTES as GMAIL_MAX_SEND_BYTES
-from app.providers.graph.driver import MAX_SEND_BYTES as GRAPH_MAX_SEND_BYTES
+from app.providers.registry import max_send_bytes
 from app.send import repository
 from app.send.compose import estimate_message_size
 from app.send.phi import PhiHint, detect_phi, detect_phi_in_html, html_to_text
@@ -38,12 +37,6 @@ from app.send.schemas import PhiWarning, Recipient, SendRequest, SendResponse
 from app.settings.service import get_module_settings
 
 logger = logging.getLogger(__name__)
-
-# seam: the size limit is looked up by the provider's name here, from the drivers'
-# constants; it belongs behind the provider protocol (`MailProvider.max_send_bytes`), which
-# `_check_size` should read from the account's driver instead of this table.
-MAX_MESSAGE_BYTES = {"gmail": GMAIL_MAX_SEND_BYTES, "outlook": GRAPH_MAX_SEND_BYTES}
-
 
 def phi_warnings(subject: str, text: str | None, html: str | None) -> list[PhiWarning]:
     """Type and position of each hint (never the value). Positions in `html` refer to its
@@ -92,9 +85,7 @@ def _replay(
 def _check_size(
     provider: str, request: SendRequest, subject: str, docs: Sequence[Document]
 ) -> None:
-    limit = MAX_MESSAGE_BYTES.get(provider)
-    if limit is None:
-        return
+    limit = max_send_bytes(provider)
     estimate = estimate_message_size(
         subject=subject,
         text=request.text,

@@ -92,6 +92,7 @@ class GmailProvider:
     name: ClassVar[ProviderName] = PROVIDER
     sync_scopes: ClassVar[tuple[SyncScope, ...]] = (MAILBOX_SCOPE,)
     max_send_bytes: ClassVar[int] = MAX_SEND_BYTES
+    needs_reply_references: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -85,6 +85,7 @@ class GraphProvider:
         SyncScope(key="sent", folder="sent"),
     )
     max_send_bytes: ClassVar[int] = MAX_SEND_BYTES
+    needs_reply_references: ClassVar[bool] = False
 
     def __init__(
         self,
