@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import KeysView
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import text
+from sqlalchemy import CursorResult, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
@@ -105,10 +105,21 @@ async def consume_state(
     return PendingAuthorization(UUID(str(row.user_id)), row.code_verifier, row.return_to)
 
 
-async def delete_expired_states(session: AsyncSession) -> None:
-    await session.execute(
+async def orgs_with_expired_states(session: AsyncSession, limit: int) -> list[UUID]:
+    """Orgs holding states a day past expiry; readable without an org context (a SECURITY
+    DEFINER function that returns org ids only)."""
+    rows = await session.execute(
+        text("SELECT org_id FROM ce_orgs_with_expired_oauth_states(:limit)"), {"limit": limit}
+    )
+    return [UUID(str(org_id)) for (org_id,) in rows]
+
+
+async def delete_expired_states(session: AsyncSession) -> int:
+    """The transaction's org's states a day past expiry. Returns how many were deleted."""
+    result = await session.execute(
         text("DELETE FROM ce_oauth_states WHERE expires_at < now() - interval '1 day'")
     )
+    return cast(CursorResult[Any], result).rowcount
 
 
 async def upsert_connected_account(
