@@ -21,7 +21,8 @@ accounts_router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 
 
 def _ctx(request: Request) -> ServiceContext:
-    return request.app.state.ctx  # type: ignore[no-any-return]
+    ctx: ServiceContext = request.app.state.ctx
+    return ctx
 
 
 @oauth_router.get(
@@ -63,8 +64,8 @@ async def callback(
     authorization = request.headers.get("authorization", "")
     if authorization.lower().startswith("bearer "):
         try:
-            claims = await request.app.state.token_verifier.verify(authorization[7:])
-            bearer_user = claims.user_id
+            bearer = await request.app.state.token_verifier.verify(authorization[7:])
+            bearer_user = bearer.user_id
         except Unauthorized:
             bearer_user = None
     ctx = _ctx(request)
