@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.platform.fixtures import add_contact, add_document, add_partner
-from app.send.endpoints import register
 from app.send.phi import html_to_text
 from tests.accounts.helpers import connect
 from tests.conftest import Org
@@ -29,7 +28,6 @@ PATIENT = "pat.jones@northside-health.org"
 
 @pytest_asyncio.fixture
 async def routes(app: FastAPI) -> FastAPI:
-    register(app)
     return app
 
 

@@ -29,7 +29,6 @@ from app.jobs.worker import run_worker
 from app.platform.fixtures import add_contact, add_document, add_partner
 from app.providers.base import MailProvider, OutgoingMessage, SentMessage
 from app.providers.errors import ProviderRequestError, ProviderUnavailable, RateLimited
-from app.send.endpoints import register
 from app.sync.service import run_sync
 from tests.accounts.helpers import connect
 from tests.conftest import Org, sandbox_of
@@ -50,7 +49,6 @@ def tracking_available() -> bool:
 
 @pytest_asyncio.fixture
 async def routes(app: FastAPI) -> FastAPI:
-    register(app)
     return app
 
 
