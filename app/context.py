@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 from uuid import UUID
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.accounts.tokens import AccountTokenSource
 from app.accounts.vault import KeyRing, Vault
@@ -27,7 +26,9 @@ class ServiceContext:
     engine: AsyncEngine
     vault: Vault
     http: httpx.AsyncClient
-    connect_hooks: list[Callable[[Any, UUID, UUID], Awaitable[None]]] = field(default_factory=list)
+    connect_hooks: list[Callable[[AsyncSession, UUID, UUID], Awaitable[None]]] = field(
+        default_factory=list
+    )
     """Run in the connect transaction after an account is stored (session, org, account)."""
 
     @classmethod

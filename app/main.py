@@ -10,11 +10,11 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 from uuid import UUID
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.accounts.endpoints import accounts_router, oauth_router
@@ -25,16 +25,18 @@ from app.db.engine import create_database
 from app.db.urls import ensure_database_url
 from app.errors import install_error_handlers
 from app.health.endpoints import router as health_router
+from app.jobs.worker import run_worker
 from app.logs import request_id_var
-from app.messages.endpoints import register as register_email_routes
+from app.messages.endpoints import router as email_router
 from app.observability.endpoints import router as metrics_router
 from app.observability.metrics import install as install_metrics
 from app.openapi import install_openapi
-from app.send.endpoints import register as register_send_routes
+from app.send.endpoints import router as send_router
 from app.settings.endpoints import router as settings_router
 from app.sync.endpoints import sync_router, webhooks_router
+from app.sync.service import enqueue_sync
 from app.tracking.endpoints import answer_pixel
-from app.tracking.endpoints import register as register_tracking_routes
+from app.tracking.endpoints import router as tracking_router
 
 logger = logging.getLogger("app.http")
 
@@ -105,9 +107,7 @@ class CeEmailApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-async def _queue_first_sync(session: Any, org_id: UUID, account_id: UUID) -> None:
-    from app.sync.service import enqueue_sync
-
+async def _queue_first_sync(session: AsyncSession, org_id: UUID, account_id: UUID) -> None:
     # a backfill: behind push-triggered syncs and sends (priority 10)
     await enqueue_sync(session, org_id, account_id, reason="connect", priority=0)
 
@@ -134,8 +134,6 @@ def create_app(
         ctx.connect_hooks.append(_queue_first_sync)
         worker = None
         if settings.run_worker_in_process:
-            from app.jobs.worker import run_worker
-
             worker = asyncio.create_task(
                 run_worker(settings, ctx, install_signal_handlers=False), name="job-worker"
             )
@@ -174,9 +172,9 @@ def create_app(
     app.include_router(accounts_router)
     app.include_router(sync_router)
     app.include_router(webhooks_router)
-    register_email_routes(app)
-    register_send_routes(app)
-    register_tracking_routes(app)
+    app.include_router(email_router)
+    app.include_router(send_router)
+    app.include_router(tracking_router)
 
     if settings.ce_sandbox:
         from app.sandbox import SandboxState, create_sandbox_app

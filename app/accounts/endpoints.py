@@ -10,6 +10,7 @@ from app.accounts import service
 from app.accounts.schemas import Account, AccountList, AccountPatch, AuthorizationUrl
 from app.auth.deps import CallerDep
 from app.context import ServiceContext
+from app.db.rls import org_transaction
 from app.errors import Unauthorized
 from app.security.ratelimit import limited
 
@@ -20,7 +21,8 @@ accounts_router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 
 
 def _ctx(request: Request) -> ServiceContext:
-    return request.app.state.ctx  # type: ignore[no-any-return]
+    ctx: ServiceContext = request.app.state.ctx
+    return ctx
 
 
 @oauth_router.get(
@@ -62,18 +64,25 @@ async def callback(
     authorization = request.headers.get("authorization", "")
     if authorization.lower().startswith("bearer "):
         try:
-            claims = await request.app.state.token_verifier.verify(authorization[7:])
-            bearer_user = claims.user_id
+            bearer = await request.app.state.token_verifier.verify(authorization[7:])
+            bearer_user = bearer.user_id
         except Unauthorized:
             bearer_user = None
-    target = await service.complete_authorization(
-        _ctx(request),
-        provider,
-        code=code,
-        state=state,
-        error=error,
-        bearer_user_id=bearer_user,
+    ctx = _ctx(request)
+    claims = service.read_callback_state(ctx, provider, state)
+    # Two transactions, both in the org the verified state names (this endpoint is their
+    # edge): the state is consumed and committed first, so whatever happens next it never
+    # works again; the account is stored after the provider calls, which hold none open.
+    async with org_transaction(ctx.engine, claims.org_id) as session:
+        consumed = await service.consume_callback_state(session, provider, claims)
+    granted = await service.exchange_callback_code(
+        ctx, provider, consumed, code=code, error=error, bearer_user_id=bearer_user
     )
+    if isinstance(granted, str):
+        target = granted
+    else:
+        async with org_transaction(ctx.engine, claims.org_id, consumed.pending.user_id) as session:
+            target = await service.store_granted_mailbox(ctx, session, provider, consumed, granted)
     return RedirectResponse(
         target,
         status_code=302,

@@ -2,18 +2,59 @@
 
 from __future__ import annotations
 
+from collections.abc import KeysView
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import text
+from sqlalchemy import CursorResult, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-ACCOUNT_COLUMNS = (
-    "id, org_id, owner_user_id, provider, email_address, display_name, status, status_reason, "
-    "visibility, last_synced_at, last_error, last_error_at, push_channel_id, push_expires_at, "
-    "push_resource, token_expires_at, sync_cursor, created_at, updated_at"
-)
+
+@dataclass(frozen=True)
+class ConnectedAccount:
+    """A row of ce_email_accounts, without its secrets."""
+
+    id: UUID
+    org_id: UUID
+    owner_user_id: UUID
+    provider: str
+    email_address: str
+    display_name: str | None
+    status: str
+    status_reason: str | None
+    visibility: str
+    last_synced_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    push_channel_id: str | None
+    push_expires_at: datetime | None
+    push_resource: str | None
+    token_expires_at: datetime | None
+    sync_cursor: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    # Transitional: sync, send and token refresh still read `account["status"]` (and take
+    # `dict(account)`); remove these two once they read attributes.
+    def __getitem__(self, name: str) -> Any:
+        return getattr(self, name)
+
+    def keys(self) -> KeysView[str]:
+        return {f.name: None for f in fields(self)}.keys()
+
+
+@dataclass(frozen=True)
+class PendingAuthorization:
+    """What a consumed OAuth state carries to the rest of the callback."""
+
+    user_id: UUID
+    code_verifier: str
+    return_to: str
+
+
+ACCOUNT_COLUMNS = ", ".join(f.name for f in fields(ConnectedAccount))
 
 
 async def insert_state(
@@ -44,10 +85,12 @@ async def insert_state(
     return UUID(str(result.scalar_one()))
 
 
-async def consume_state(session: AsyncSession, state_id: UUID, provider: str) -> Any | None:
+async def consume_state(
+    session: AsyncSession, state_id: UUID, provider: str
+) -> PendingAuthorization | None:
     """Marks the state used and returns it, or None when unknown, used, expired or for
     another provider. One UPDATE, so two callbacks racing with one state cannot both win."""
-    return (
+    row = (
         await session.execute(
             text(
                 "UPDATE ce_oauth_states SET used_at = now() "
@@ -57,20 +100,26 @@ async def consume_state(session: AsyncSession, state_id: UUID, provider: str) ->
             {"id": state_id, "provider": provider},
         )
     ).first()
+    if row is None:
+        return None
+    return PendingAuthorization(UUID(str(row.user_id)), row.code_verifier, row.return_to)
 
 
-async def delete_expired_states(session: AsyncSession) -> None:
-    await session.execute(
+async def orgs_with_expired_states(session: AsyncSession, limit: int) -> list[UUID]:
+    """Orgs holding states a day past expiry; readable without an org context (a SECURITY
+    DEFINER function that returns org ids only)."""
+    rows = await session.execute(
+        text("SELECT org_id FROM ce_orgs_with_expired_oauth_states(:limit)"), {"limit": limit}
+    )
+    return [UUID(str(org_id)) for (org_id,) in rows]
+
+
+async def delete_expired_states(session: AsyncSession) -> int:
+    """The transaction's org's states a day past expiry. Returns how many were deleted."""
+    result = await session.execute(
         text("DELETE FROM ce_oauth_states WHERE expires_at < now() - interval '1 day'")
     )
-
-
-async def membership_role(session: AsyncSession, user_id: UUID) -> str | None:
-    return (
-        await session.execute(
-            text("SELECT role FROM org_memberships WHERE user_id = :u"), {"u": user_id}
-        )
-    ).scalar_one_or_none()
+    return cast(CursorResult[Any], result).rowcount
 
 
 async def upsert_connected_account(
@@ -126,18 +175,21 @@ async def set_secret_ids(
     )
 
 
-async def get_account(session: AsyncSession, account_id: UUID, *, lock: bool = False) -> Any:
+async def get_account(
+    session: AsyncSession, account_id: UUID, *, lock: bool = False
+) -> ConnectedAccount | None:
     sql = f"SELECT {ACCOUNT_COLUMNS} FROM ce_email_accounts WHERE id = :id"
     if lock:
         sql += " FOR UPDATE"
-    return (await session.execute(text(sql), {"id": account_id})).mappings().first()
+    row = (await session.execute(text(sql), {"id": account_id})).mappings().first()
+    return ConnectedAccount(**row) if row is not None else None
 
 
-async def list_accounts(session: AsyncSession) -> list[Any]:
+async def list_accounts(session: AsyncSession) -> list[ConnectedAccount]:
     rows = await session.execute(
         text(f"SELECT {ACCOUNT_COLUMNS} FROM ce_email_accounts ORDER BY created_at, id")
     )
-    return list(rows.mappings())
+    return [ConnectedAccount(**row) for row in rows.mappings()]
 
 
 async def set_visibility(session: AsyncSession, account_id: UUID, visibility: str) -> None:

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from app.accounts.repository import ConnectedAccount
 
 Provider = Literal["gmail", "outlook"]
 Visibility = Literal["org", "private"]
@@ -33,8 +35,8 @@ class Account(BaseModel):
     created_at: datetime
 
     @classmethod
-    def from_row(cls, row: Any) -> Account:
-        return cls.model_validate(dict(row))
+    def from_account(cls, account: ConnectedAccount) -> Account:
+        return cls.model_validate(account, from_attributes=True)
 
 
 class AccountList(BaseModel):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from uuid import UUID
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts import repository
 from app.accounts.oauth_state import (
@@ -18,12 +20,13 @@ from app.accounts.oauth_state import (
     verify_state,
     with_query,
 )
+from app.accounts.repository import ConnectedAccount, PendingAuthorization
 from app.accounts.schemas import Account
 from app.auth.deps import Caller
+from app.auth.repository import membership_role
 from app.context import ServiceContext
-from app.db.rls import org_transaction
 from app.errors import BadRequest, Forbidden, NotFound
-from app.providers.base import PushChannel
+from app.providers.base import MailboxProfile, PushChannel, TokenSet
 from app.providers.errors import ProviderError
 from app.providers.oauth import StaticTokenSource
 
@@ -78,44 +81,73 @@ async def start_authorization(
     return ctx.oauth_client(provider).authorization_url(state, verifier, login_hint)
 
 
-async def complete_authorization(
-    ctx: ServiceContext,
-    provider: str,
-    *,
-    code: str | None,
-    state: str | None,
-    error: str | None,
-    bearer_user_id: UUID | None = None,
-) -> str:
-    """Returns where to send the browser: return_to with account_id, or with error=."""
+def read_callback_state(ctx: ServiceContext, provider: str, state: str | None) -> StateClaims:
+    """The callback's signed state, checked before anything else is trusted."""
     try:
-        claims = verify_state(ctx.settings.oauth_state_secret.get_secret_value(), state or "")
+        return verify_state(ctx.settings.oauth_state_secret.get_secret_value(), state or "")
     except InvalidState as exc:
         logger.warning("oauth callback refused", extra={"kind": str(exc), "provider": provider})
         raise CallbackRefused("The sign-in link is invalid or has expired; start again.") from None
 
-    # Consumed in its own transaction: whatever happens next, this state never works again.
-    async with org_transaction(ctx.engine, claims.org_id) as session:
-        row = await repository.consume_state(session, claims.state_id, provider)
-        role = await repository.membership_role(session, row.user_id) if row else None
-    if row is None:
+
+@dataclass(frozen=True)
+class ConsumedState:
+    claims: StateClaims
+    pending: PendingAuthorization
+    is_member: bool
+
+
+async def consume_callback_state(
+    session: AsyncSession, provider: str, claims: StateClaims
+) -> ConsumedState:
+    """Marks the state used in the caller's transaction (in the org the state names), so
+    once that commits the state never works again, whatever happens next."""
+    pending = await repository.consume_state(session, claims.state_id, provider)
+    if pending is None:
         logger.warning(
             "oauth callback refused",
             extra={"kind": "unknown, used or expired", "provider": provider},
         )
         raise CallbackRefused("The sign-in link was already used or has expired; start again.")
-    return_to = row.return_to
+    role = await membership_role(session, pending.user_id)
+    return ConsumedState(claims, pending, is_member=role is not None)
+
+
+@dataclass(frozen=True)
+class GrantedMailbox:
+    """Tokens and profile of a mailbox whose owner consented; not stored yet."""
+
+    tokens: TokenSet
+    profile: MailboxProfile
+
+
+async def exchange_callback_code(
+    ctx: ServiceContext,
+    provider: str,
+    consumed: ConsumedState,
+    *,
+    code: str | None,
+    error: str | None,
+    bearer_user_id: UUID | None,
+) -> GrantedMailbox | str:
+    """The provider calls of a callback (no transaction is open meanwhile). Returns the
+    granted mailbox, or where to send the browser with `error=` when the flow failed."""
+    pending = consumed.pending
 
     def fail(reason: str) -> str:
         logger.info(
             "oauth callback failed",
-            extra={"error_code": reason, "provider": provider, "org_id": str(claims.org_id)},
+            extra={
+                "error_code": reason,
+                "provider": provider,
+                "org_id": str(consumed.claims.org_id),
+            },
         )
-        return with_query(return_to, error=reason, provider=provider)
+        return with_query(pending.return_to, error=reason, provider=provider)
 
-    if role is None:
+    if not consumed.is_member:
         return fail("not_a_member")
-    if bearer_user_id is not None and bearer_user_id != row.user_id:
+    if bearer_user_id is not None and bearer_user_id != pending.user_id:
         return fail("wrong_user")
     if error:
         return fail(error if error in KNOWN_PROVIDER_ERRORS else "provider_error")
@@ -124,7 +156,7 @@ async def complete_authorization(
 
     oauth = ctx.oauth_client(provider)
     try:
-        tokens = await oauth.exchange_code(code, row.code_verifier)
+        tokens = await oauth.exchange_code(code, pending.code_verifier)
     except ProviderError as exc:
         logger.warning(
             "oauth code exchange failed",
@@ -140,71 +172,93 @@ async def complete_authorization(
             "mailbox profile failed", extra={"provider": provider, "error_type": type(exc).__name__}
         )
         return fail("profile_failed")
+    return GrantedMailbox(tokens, profile)
 
-    async with org_transaction(ctx.engine, claims.org_id, row.user_id) as session:
-        account_id, created = await repository.upsert_connected_account(
-            session,
-            org_id=claims.org_id,
-            owner_user_id=row.user_id,
-            provider=provider,
-            email_address=profile.email_address.strip().lower(),
-            display_name=profile.display_name,
-            token_expires_at=tokens.expires_at,
-            scopes=tokens.scope,
-        )
-        access_id = await ctx.vault.put(session, account_id, "access_token", tokens.access_token)
-        refresh_id = await ctx.vault.put(session, account_id, "refresh_token", tokens.refresh_token)
-        await repository.set_secret_ids(session, account_id, access_id, refresh_id)
-        await after_connect(ctx, session, claims.org_id, account_id)
+
+async def store_granted_mailbox(
+    ctx: ServiceContext,
+    session: AsyncSession,
+    provider: str,
+    consumed: ConsumedState,
+    granted: GrantedMailbox,
+) -> str:
+    """Stores the account and its secrets in the caller's transaction (in the org, as the
+    user that started the flow); returns where to send the browser."""
+    org_id, owner = consumed.claims.org_id, consumed.pending.user_id
+    tokens, profile = granted.tokens, granted.profile
+    refresh_token = tokens.refresh_token
+    if refresh_token is None:  # exchange_callback_code refuses a grant without one
+        raise ValueError("a granted mailbox has a refresh token")
+    account_id, created = await repository.upsert_connected_account(
+        session,
+        org_id=org_id,
+        owner_user_id=owner,
+        provider=provider,
+        email_address=profile.email_address.strip().lower(),
+        display_name=profile.display_name,
+        token_expires_at=tokens.expires_at,
+        scopes=tokens.scope,
+    )
+    access_id = await ctx.vault.put(session, account_id, "access_token", tokens.access_token)
+    refresh_id = await ctx.vault.put(session, account_id, "refresh_token", refresh_token)
+    await repository.set_secret_ids(session, account_id, access_id, refresh_id)
+    await after_connect(ctx, session, org_id, account_id)
     logger.info(
         "mailbox connected",
         extra={
             "account_id": str(account_id),
             "provider": provider,
-            "org_id": str(claims.org_id),
+            "org_id": str(org_id),
             "status": "created" if created else "reconnected",
         },
     )
-    return with_query(return_to, account_id=str(account_id), provider=provider)
+    return with_query(consumed.pending.return_to, account_id=str(account_id), provider=provider)
 
 
-async def after_connect(ctx: ServiceContext, session: Any, org_id: UUID, account_id: UUID) -> None:
+async def after_connect(
+    ctx: ServiceContext, session: AsyncSession, org_id: UUID, account_id: UUID
+) -> None:
     """Hook for what follows a connect in the same transaction (the first sync is queued
     here once the sync engine exists)."""
     for hook in ctx.connect_hooks:
         await hook(session, org_id, account_id)
 
 
-def _visible(caller: Caller, row: Any) -> bool:
-    return caller.is_admin or row["visibility"] == "org" or row["owner_user_id"] == caller.user_id
+def _visible(caller: Caller, account: ConnectedAccount) -> bool:
+    return caller.is_admin or account.visibility == "org" or account.owner_user_id == caller.user_id
 
 
 async def list_accounts(caller: Caller) -> list[Account]:
-    rows = await repository.list_accounts(caller.session)
-    return [Account.from_row(r) for r in rows if _visible(caller, r)]
+    accounts = await repository.list_accounts(caller.session)
+    return [Account.from_account(a) for a in accounts if _visible(caller, a)]
 
 
-async def _visible_account(caller: Caller, account_id: UUID, lock: bool = False) -> Any:
-    row = await repository.get_account(caller.session, account_id, lock=lock)
-    if row is None or not _visible(caller, row):
+async def _visible_account(
+    caller: Caller, account_id: UUID, lock: bool = False
+) -> ConnectedAccount:
+    account = await repository.get_account(caller.session, account_id, lock=lock)
+    if account is None or not _visible(caller, account):
         raise NotFound("No such account")
-    return row
+    return account
 
 
 async def get_account(caller: Caller, account_id: UUID) -> Account:
-    return Account.from_row(await _visible_account(caller, account_id))
+    return Account.from_account(await _visible_account(caller, account_id))
 
 
-def _require_owner_or_admin(caller: Caller, row: Any) -> None:
-    if not (caller.is_admin or row["owner_user_id"] == caller.user_id):
+def _require_owner_or_admin(caller: Caller, account: ConnectedAccount) -> None:
+    if not (caller.is_admin or account.owner_user_id == caller.user_id):
         raise Forbidden("Only the account's owner or an org admin may do this")
 
 
 async def set_visibility(caller: Caller, account_id: UUID, visibility: str) -> Account:
-    row = await _visible_account(caller, account_id, lock=True)
-    _require_owner_or_admin(caller, row)
+    account = await _visible_account(caller, account_id, lock=True)
+    _require_owner_or_admin(caller, account)
     await repository.set_visibility(caller.session, account_id, visibility)
-    return Account.from_row(await repository.get_account(caller.session, account_id))
+    updated = await repository.get_account(caller.session, account_id)
+    if updated is None:  # locked above, in this transaction
+        raise NotFound("No such account")
+    return Account.from_account(updated)
 
 
 async def disconnect_account(
@@ -213,19 +267,19 @@ async def disconnect_account(
     """Revoke at the provider, stop push, delete the secrets; then keep the account and its
     emails (status disconnected) or purge both. Provider failures do not stop a disconnect:
     our copy of the tokens is deleted either way."""
-    row = await _visible_account(caller, account_id, lock=True)
-    _require_owner_or_admin(caller, row)
-    provider_name = row["provider"]
+    account = await _visible_account(caller, account_id, lock=True)
+    _require_owner_or_admin(caller, account)
+    provider_name = account.provider
     refresh_token = await ctx.vault.get(caller.session, account_id, "refresh_token")
     access_token = await ctx.vault.get(caller.session, account_id, "access_token")
-    if access_token and row["push_channel_id"]:
+    if access_token and account.push_channel_id:
         try:
             provider = ctx.provider(provider_name, StaticTokenSource(access_token))
             await provider.stop(
                 PushChannel(
-                    channel_id=row["push_channel_id"],
-                    expires_at=row["push_expires_at"] or datetime.now(UTC),
-                    resource_cursor=row["push_resource"],
+                    channel_id=account.push_channel_id,
+                    expires_at=account.push_expires_at or datetime.now(UTC),
+                    resource_cursor=account.push_resource,
                 )
             )
         except ProviderError as exc:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated
 from uuid import UUID
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.repository import Role, membership_role
 from app.db.rls import org_transaction
 from app.errors import Forbidden, Unauthorized
 
@@ -22,7 +22,7 @@ _bearer = HTTPBearer(auto_error=False, description="JWT with sub, org_id and exp
 class Caller:
     user_id: UUID
     org_id: UUID
-    role: Literal["member", "admin"]
+    role: Role
     session: AsyncSession
 
     @property
@@ -37,13 +37,10 @@ async def _caller(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("A bearer token is required", headers={"WWW-Authenticate": "Bearer"})
     claims = await request.app.state.token_verifier.verify(credentials.credentials)
+    # The request's one transaction (an edge): committed when the endpoint returns, rolled
+    # back when it raises; services join it through `caller.session`.
     async with org_transaction(request.app.state.db.engine, claims.org_id, claims.user_id) as s:
-        role = (
-            await s.execute(
-                text("SELECT role FROM org_memberships WHERE user_id = :user_id"),
-                {"user_id": claims.user_id},
-            )
-        ).scalar_one_or_none()
+        role = await membership_role(s, claims.user_id)
         if role is None:
             raise Forbidden("The user is not a member of this organisation")
         yield Caller(user_id=claims.user_id, org_id=claims.org_id, role=role, session=s)

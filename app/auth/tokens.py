@@ -49,17 +49,19 @@ class TokenVerifier:
         self.settings = settings
         self.jwks = JwksCache(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
         self.secret = OctKey.import_key(settings.jwt_secret.get_secret_value())
-        self.registry = jwt.JWTClaimsRegistry(
-            leeway=settings.jwt_leeway_seconds,
-            exp={"essential": True},
-            sub={"essential": True},
-            org_id={"essential": True},
-            **(
-                {"aud": {"essential": True, "value": settings.jwt_audience}}
-                if settings.jwt_audience
-                else {}
-            ),
-        )
+        required = jwt.ClaimsOption(essential=True)
+        if settings.jwt_audience:
+            self.registry = jwt.JWTClaimsRegistry(
+                leeway=settings.jwt_leeway_seconds,
+                exp=required,
+                sub=required,
+                org_id=required,
+                aud=jwt.ClaimsOption(essential=True, value=settings.jwt_audience),
+            )
+        else:
+            self.registry = jwt.JWTClaimsRegistry(
+                leeway=settings.jwt_leeway_seconds, exp=required, sub=required, org_id=required
+            )
 
     async def verify(self, token: str) -> TokenClaims:
         try:

@@ -15,10 +15,11 @@ logger = logging.getLogger(__name__)
 
 
 def embedded_database_url(data_dir: str | os.PathLike[str], database: str = "postgres") -> str:
-    import pgserver  # imported lazily: only the embedded default needs it
+    # imported lazily: only the embedded default needs it
+    from pgserver.postgres_server import get_server
 
     root = Path(data_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(root / "pg", cleanup_mode=None)
+    server = get_server(root / "pg", cleanup_mode=None)
     logger.info("embedded postgres ready", extra={"pgdata": str(root / "pg")})
     return str(server.get_uri(database))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.config import Settings
@@ -13,6 +14,11 @@ from app.db.urls import app_url
 @dataclass
 class Database:
     engine: AsyncEngine
+
+    async def ping(self) -> None:
+        """Raises when the database does not answer (readiness)."""
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         await self.engine.dispose()

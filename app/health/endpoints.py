@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from sqlalchemy import text
 
 from app.errors import ServiceUnavailable
 
@@ -20,8 +19,7 @@ async def healthz() -> dict[str, str]:
 )
 async def readyz(request: Request) -> dict[str, str]:
     try:
-        async with request.app.state.db.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        await request.app.state.db.ping()
     except Exception:
         raise ServiceUnavailable("The database is not reachable") from None
     return {"status": "ready"}

@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 
 import procrastinate
+from procrastinate.app import WorkerOptions
 
 from app.config import Settings
 from app.context import ServiceContext
-from app.jobs.queue import job_app_with_tasks
-from app.sync.jobs import RUNTIME
+from app.jobs.registry import job_app_with_tasks
+from app.jobs.runtime import RUNTIME
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +29,15 @@ async def run_worker(
 ) -> None:
     """Runs jobs until stopped (wait=True) or until the queue is empty (wait=False)."""
     RUNTIME.ctx = ctx
+    options = WorkerOptions(
+        concurrency=concurrency or settings.worker_concurrency,
+        fetch_job_polling_interval=POLLING_INTERVAL,
+        wait=wait,
+        install_signal_handlers=install_signal_handlers,
+        delete_jobs="successful",
+    )
+    if queues is not None:  # left out: every queue ([] would listen to none)
+        options["queues"] = queues
     job_app: procrastinate.App = job_app_with_tasks(settings)
     async with job_app.open_async():
-        await job_app.run_worker_async(
-            concurrency=concurrency or settings.worker_concurrency,
-            fetch_job_polling_interval=POLLING_INTERVAL,
-            wait=wait,
-            install_signal_handlers=install_signal_handlers,
-            queues=queues,
-            delete_jobs="successful",
-        )
+        await job_app.run_worker_async(**options)

@@ -5,6 +5,7 @@ import hmac
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from app.db.rls import system_transaction
 from app.errors import Unauthorized
 from app.observability.metrics import render
 
@@ -26,5 +27,8 @@ async def metrics(request: Request) -> Response:
         given = request.headers.get("authorization", "").removeprefix("Bearer ")
         if not hmac.compare_digest(given.encode(), token.get_secret_value().encode()):
             raise Unauthorized("A metrics token is required")
-    body = await render(request.app.state.db.engine)
+    # An edge: the scrape's own read-only transaction, with no org (the gauges' functions
+    # aggregate across orgs and return ids and counts only).
+    async with system_transaction(request.app.state.db.engine) as session:
+        body = await render(session)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -10,10 +10,9 @@ from PostgreSQL at scrape time through id/count-only functions.
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.rls import system_transaction
+from app.observability import repository
 from app.providers import http as provider_http
 
 REGISTRY = CollectorRegistry()
@@ -91,27 +90,22 @@ def install() -> None:
     _installed = True
 
 
-async def render(engine: AsyncEngine) -> bytes:
-    async with system_transaction(engine) as session:
-        lag = (await session.execute(text("SELECT * FROM ce_metrics_sync_lag()"))).all()
-        queue = (
-            await session.execute(
-                text(
-                    "SELECT queue_name, status::text, count(*) FROM procrastinate_jobs "
-                    "WHERE status IN ('todo', 'doing') GROUP BY 1, 2"
-                )
-            )
-        ).all()
-        emails = (await session.execute(text("SELECT * FROM ce_metrics_email_counts()"))).all()
-        events = (await session.execute(text("SELECT * FROM ce_metrics_tracking_counts()"))).all()
+async def render(session: AsyncSession) -> bytes:
+    """The exposition, with the whole-service gauges read in the caller's transaction."""
+    lag = await repository.sync_lag(session)
+    queue = await repository.queue_depth(session)
+    emails = await repository.email_counts(session)
+    events = await repository.tracking_counts(session)
     for gauge in (SYNC_LAG, QUEUE_DEPTH, EMAILS, TRACKING_EVENTS):
         gauge.clear()
-    for account_id, provider, status, seconds in lag:
-        SYNC_LAG.labels(str(account_id), provider, status).set(seconds)
-    for queue_name, status, count in queue:
-        QUEUE_DEPTH.labels(queue_name, status).set(count)
-    for direction, status, count in emails:
-        EMAILS.labels(direction, status).set(count)
-    for type_, count in events:
-        TRACKING_EVENTS.labels(type_).set(count)
+    for account in lag:
+        SYNC_LAG.labels(str(account.account_id), account.provider, account.status).set(
+            account.lag_seconds
+        )
+    for jobs in queue:
+        QUEUE_DEPTH.labels(jobs.queue_name, jobs.status).set(jobs.total)
+    for emails_of in emails:
+        EMAILS.labels(emails_of.direction, emails_of.status).set(emails_of.total)
+    for tracked in events:
+        TRACKING_EVENTS.labels(tracked.type).set(tracked.total)
     return generate_latest(REGISTRY)

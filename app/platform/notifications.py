@@ -6,12 +6,12 @@ Written in the caller's transaction (with the data that caused them). `dedupe_ke
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.platform import repository
 
 
 async def notify(
@@ -24,18 +24,6 @@ async def notify(
     dedupe_key: str | None = None,
 ) -> bool:
     """Returns True when a notification was written, False when deduplicated."""
-    result = await session.execute(
-        text(
-            "INSERT INTO notifications (org_id, user_id, type, data, dedupe_key) "
-            "VALUES (:org_id, :user_id, :type, CAST(:data AS jsonb), :dedupe_key) "
-            "ON CONFLICT DO NOTHING RETURNING id"
-        ),
-        {
-            "org_id": org_id,
-            "user_id": user_id,
-            "type": type,
-            "data": json.dumps(data, default=str),
-            "dedupe_key": dedupe_key,
-        },
+    return await repository.insert_notification(
+        session, org_id=org_id, user_id=user_id, type=type, data=data, dedupe_key=dedupe_key
     )
-    return result.first() is not None

@@ -57,7 +57,7 @@ class PublicLimiter:
 
 
 def _limiter(request: Request) -> PublicLimiter:
-    limiter = getattr(request.app.state, "public_limiter", None)
+    limiter: PublicLimiter | None = getattr(request.app.state, "public_limiter", None)
     if limiter is None:
         settings = request.app.state.settings
         limiter = PublicLimiter(
@@ -66,7 +66,7 @@ def _limiter(request: Request) -> PublicLimiter:
             trusted_proxies(settings.trusted_proxies),
         )
         request.app.state.public_limiter = limiter
-    return limiter  # type: ignore[no-any-return]
+    return limiter
 
 
 def limited(scope: str) -> Any:

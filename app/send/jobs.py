@@ -21,9 +21,9 @@ from procrastinate.jobs import Job
 from procrastinate.retry import BaseRetryStrategy, RetryDecision
 
 from app.jobs.queue import QUEUE_MAINTENANCE, QUEUE_PRIORITY
+from app.jobs.runtime import RUNTIME
 from app.logs import job_id_var
 from app.send.runner import MAX_ATTEMPTS, SEND_TASK, RetrySend, SendJob, retry_delay, run_send_job
-from app.sync.jobs import RUNTIME
 
 logger = logging.getLogger(__name__)
 

@@ -123,17 +123,17 @@ async def create_send(
 
     account = await accounts_repository.get_account(session, request.account_id)
     if account is None or (
-        account["visibility"] == "private"
-        and account["owner_user_id"] != caller.user_id
+        account.visibility == "private"
+        and account.owner_user_id != caller.user_id
         and not caller.is_admin
     ):
         raise NotFound("No such account")
-    if account["owner_user_id"] != caller.user_id:
+    if account.owner_user_id != caller.user_id:
         raise Forbidden("Only the mailbox's owner may send from it")
-    if account["status"] not in repository.SENDABLE_ACCOUNT_STATUSES:
+    if account.status not in repository.SENDABLE_ACCOUNT_STATUSES:
         raise Conflict(
             "The mailbox is not connected; connect it again before sending.",
-            account_status=account["status"],
+            account_status=account.status,
         )
 
     to, cc, bcc = list(request.to), list(request.cc), list(request.bcc)
@@ -173,14 +173,14 @@ async def create_send(
             earlier = parent["subject"] or ""
             subject = earlier if earlier.lower().startswith("re:") else f"Re: {earlier}".strip()
 
-    _check_size(str(account["provider"]), request, subject, docs)
+    _check_size(str(account.provider), request, subject, docs)
 
     module_settings = await get_module_settings(session)
     tracking = module_settings.email_tracking_enabled and bool(request.html)
     track_opens = tracking and request.track_opens is not False
     track_clicks = tracking and request.track_clicks is not False
 
-    own_address = str(account["email_address"])
+    own_address = str(account.email_address)
     keys = link_keys(
         direction="outbound",
         own_address=own_address,
@@ -199,7 +199,7 @@ async def create_send(
         {
             "id": email_id,
             "org_id": caller.org_id,
-            "account_id": account["id"],
+            "account_id": account.id,
             "internet_message_id": message_id,
             "in_reply_to": parent["internet_message_id"] if parent is not None else None,
             "direction": "outbound",
@@ -207,7 +207,7 @@ async def create_send(
             "subject": subject,
             "snippet": make_snippet(body_text),
             "from_address": own_address,
-            "from_name": account["display_name"],
+            "from_name": account.display_name,
             "to_recipients": _people(to),
             "cc_recipients": _people(cc),
             "bcc_recipients": _people(bcc),
@@ -254,7 +254,7 @@ async def create_send(
         "email queued for sending",
         extra={
             "email_id": str(email_id),
-            "account_id": str(account["id"]),
+            "account_id": str(account.id),
             "count": len(to) + len(cc) + len(bcc),
         },
     )

@@ -1,27 +1,39 @@
+"""SQL of the org's module settings (RLS scopes every statement to the org)."""
+
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-COLUMNS = (
-    "email_sync_history_days",
-    "email_body_size_limit_kb",
-    "email_sync_interval_minutes",
-    "email_tracking_enabled",
-    "email_custom_tracking_domain",
-)
+
+@dataclass(frozen=True)
+class StoredSettings:
+    """The org's row of ce_module_settings; None where a value was never set."""
+
+    email_sync_history_days: int | None = None
+    email_body_size_limit_kb: int | None = None
+    email_sync_interval_minutes: int | None = None
+    email_tracking_enabled: bool | None = None
+    email_custom_tracking_domain: str | None = None
+
+    def set_values(self) -> dict[str, Any]:
+        return {name: value for name, value in asdict(self).items() if value is not None}
 
 
-async def get_stored(session: AsyncSession) -> dict[str, Any]:
+COLUMNS = tuple(f.name for f in fields(StoredSettings))
+
+
+async def get_stored(session: AsyncSession) -> StoredSettings:
     row = (
         (await session.execute(text(f"SELECT {', '.join(COLUMNS)} FROM ce_module_settings")))
         .mappings()
         .first()
     )
-    return dict(row) if row else {}
+    return StoredSettings(**row) if row else StoredSettings()
 
 
 async def upsert(

@@ -10,17 +10,19 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, S
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))+$")
 
 
-def _bounded(low: int, high: int) -> Any:
+def _between(low: int, high: int) -> AfterValidator:
+    """A range check with our own message (pydantic's ge/le would word it otherwise)."""
+
     def check(value: int) -> int:
         if not low <= value <= high:
             raise ValueError(f"must be between {low} and {high}")
         return value
 
-    return Annotated[
-        StrictInt,
-        AfterValidator(check),
-        Field(json_schema_extra={"minimum": low, "maximum": high}),
-    ]
+    return AfterValidator(check)
+
+
+def _range_schema(low: int, high: int) -> Any:
+    return Field(json_schema_extra={"minimum": low, "maximum": high})
 
 
 def _hostname(value: str) -> str:
@@ -30,9 +32,9 @@ def _hostname(value: str) -> str:
     return host
 
 
-HistoryDays = _bounded(7, 90)
-BodyLimitKb = _bounded(100, 2000)
-IntervalMinutes = _bounded(5, 60)
+HistoryDays = Annotated[StrictInt, _between(7, 90), _range_schema(7, 90)]
+BodyLimitKb = Annotated[StrictInt, _between(100, 2000), _range_schema(100, 2000)]
+IntervalMinutes = Annotated[StrictInt, _between(5, 60), _range_schema(5, 60)]
 TrackingDomain = Annotated[str, AfterValidator(_hostname), Field(max_length=253)]
 
 

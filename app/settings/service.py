@@ -9,8 +9,8 @@ from app.settings.schemas import ModuleSettings, ModuleSettingsPatch
 
 
 async def get_module_settings(session: AsyncSession) -> ModuleSettings:
-    stored = {k: v for k, v in (await repository.get_stored(session)).items() if v is not None}
-    return ModuleSettings(**stored)
+    stored = await repository.get_stored(session)
+    return ModuleSettings(**stored.set_values())
 
 
 async def update_module_settings(

@@ -7,15 +7,14 @@ their own org transactions.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import procrastinate
 
-from app.context import ServiceContext
 from app.db.rls import org_transaction, system_transaction
 from app.jobs.queue import QUEUE_MAINTENANCE
+from app.jobs.runtime import RUNTIME
 from app.logs import job_id_var
 from app.sync import repository
 from app.sync.service import enqueue_push_renewal, enqueue_sync, renew_push, run_sync
@@ -25,19 +24,6 @@ logger = logging.getLogger(__name__)
 blueprint = procrastinate.Blueprint()
 STALE_AFTER = timedelta(minutes=10)
 BATCH = 500
-
-
-@dataclass
-class Runtime:
-    ctx: ServiceContext | None = None
-
-    def require(self) -> ServiceContext:
-        if self.ctx is None:
-            raise RuntimeError("the worker's ServiceContext is not set")
-        return self.ctx
-
-
-RUNTIME = Runtime()
 
 
 @blueprint.task(name="sync_account", queue="sync", pass_context=True)

@@ -119,20 +119,19 @@ async def run_sync(
         account = await accounts_repository.get_account(session, account_id)
         if account is None:
             return None
-        if account["status"] in INACTIVE:
+        if account.status in INACTIVE:
             await repository.fail_run(
                 session,
                 account_id,
-                account["last_error"] or "The mailbox needs to be connected again.",
+                account.last_error or "The mailbox needs to be connected again.",
                 state="idle",
             )
             return None
         settings = await get_module_settings(session)
         await repository.start_run(
-            session, account_id, "incremental" if account["sync_cursor"] else "backfill"
+            session, account_id, "incremental" if account.sync_cursor else "backfill"
         )
-    account = dict(account)
-    provider = ctx.account_provider(account["provider"], org_id, account_id)
+    provider = ctx.account_provider(account.provider, org_id, account_id)
     run = SyncRun(
         ctx,
         org_id,
@@ -141,15 +140,15 @@ async def run_sync(
         since=datetime.now(UTC) - timedelta(days=settings.email_sync_history_days),
         body_limit_kb=settings.email_body_size_limit_kb,
     )
-    log = {"account_id": str(account_id), "org_id": str(org_id), "provider": account["provider"]}
+    log = {"account_id": str(account_id), "org_id": str(org_id), "provider": account.provider}
     # Push first: mail that arrives while (or right after) this sync lists the mailbox
     # then queues the next sync, instead of waiting for the polling interval.
-    channel = await register_push(ctx, provider, account_id, account["push_expires_at"])
+    channel = await register_push(ctx, provider, account_id, account.push_expires_at)
     if channel is not None:
         async with org_transaction(ctx.engine, org_id) as session:
             await store_push_channel(session, account_id, channel)
     try:
-        cursor = await sync_scopes(run, SyncCursor.from_stored(account["sync_cursor"]))
+        cursor = await sync_scopes(run, SyncCursor.from_stored(account.sync_cursor))
         async with org_transaction(ctx.engine, org_id) as session:
             await repository.save_cursor(session, account_id, cursor)
             await repository.finish_run(session, account_id)
@@ -163,7 +162,7 @@ async def run_sync(
             )
         logger.error("sync crashed", extra={**log, "error_type": type(exc).__name__})
         raise
-    MESSAGES_SYNCED.labels(account["provider"]).inc(run.stored)
+    MESSAGES_SYNCED.labels(account.provider).inc(run.stored)
     logger.info(
         "sync done",
         extra={**log, "fetched": run.fetched, "stored": run.stored, "deleted": run.deleted},

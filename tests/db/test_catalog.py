@@ -55,12 +55,13 @@ async def test_every_org_table_has_forced_rls_and_a_policy_per_command(
         for qual in row["quals"]:
             assert "NULLIF(current_setting('app.org_id'::text, true), ''::text)" in qual
         # the one exception: the NOLOGIN lookup role may read, and only read, accounts and
-        # the sync interval (ids for push and polling; see sql/030)
+        # the sync interval (ids for push and polling; see sql/030), and which orgs hold
+        # expired OAuth states (for the purge job; see sql/090)
         assert set(row["directory"]) <= {"r:ce_directory"}
         if row["directory"]:
             assert row["name"] in (
                 "public.ce_email_accounts", "public.ce_module_settings", "public.ce_emails",
-                "public.ce_email_tracking_events",
+                "public.ce_email_tracking_events", "public.ce_oauth_states",
             )
 
 

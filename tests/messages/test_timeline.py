@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.db.rls import org_transaction
-from app.messages.endpoints import content_disposition, register
+from app.messages.endpoints import content_disposition
 from app.messages.service import delete_remote_messages
 from app.platform.documents import document_storage
 from tests.conftest import Org
@@ -38,11 +38,6 @@ LIST_ITEM_KEYS = {
     "partner_ids",
     "has_attachments",
 }
-
-
-@pytest.fixture(autouse=True)
-def _routes(app: FastAPI) -> None:
-    register(app)
 
 
 async def _get(

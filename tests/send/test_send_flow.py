@@ -670,7 +670,7 @@ async def test_a_stalled_send_job_is_run_again_and_looks_in_sent_first(
     queue and the rerun (attempts > 0) checks the Sent folder before sending."""
     from types import SimpleNamespace
 
-    from app.jobs.queue import job_app_with_tasks
+    from app.jobs.registry import job_app_with_tasks
     from app.send.jobs import retry_stalled_sends
 
     org: Org = await make_org("Stalled")

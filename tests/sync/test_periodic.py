@@ -10,7 +10,8 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.sync.jobs import RUNTIME, poll_due_accounts, sweep_stale_syncs
+from app.jobs.runtime import RUNTIME
+from app.sync.jobs import poll_due_accounts, sweep_stale_syncs
 from tests.accounts.helpers import connect
 from tests.conftest import Org
 from tests.sync.helpers import account_row
