@@ -6,6 +6,7 @@ handful of round trips whatever its size. RLS scopes every statement to the org.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +15,8 @@ from uuid import UUID
 
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.events import notify_sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,12 +35,21 @@ class SentCopy:
     """JSON arrays (a 2-D array cannot go through unnest)."""
 
 
+@dataclass(frozen=True, slots=True)
+class CompletedSend:
+    """A row of ours that a synced copy completed."""
+
+    id: UUID
+    provider_message_id: str
+    occurred_at: datetime
+
+
 async def complete_own_sends(
     session: AsyncSession, account_id: UUID, copies: Sequence[SentCopy]
-) -> list[Any]:
+) -> list[CompletedSend]:
     """Our own outbound rows (written by the send path, provider id still unknown) that
     these synced copies are: fill in the provider ids instead of storing a second row.
-    Returns (id, provider_message_id, occurred_at) of the rows completed."""
+    Returns the rows completed."""
     if not copies:
         return []
     columns = {
@@ -90,7 +102,7 @@ async def complete_own_sends(
         ),
         {"account_id": account_id, **columns},
     )
-    return list(rows.mappings())
+    return [CompletedSend(*row) for row in rows]
 
 
 EMAIL_INSERT_COLUMNS = (
@@ -172,8 +184,21 @@ async def insert_emails(
     return {row[0] for row in rows}
 
 
-async def insert_documents(session: AsyncSession, org_id: UUID, rows: Sequence[Any]) -> None:
-    """PF-11 document rows (id, filename, content_type, size, sha256, storage_key)."""
+@dataclass(frozen=True, slots=True)
+class NewDocument:
+    """A PF-11 document row for stored attachment bytes."""
+
+    id: UUID
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    storage_key: str
+
+
+async def insert_documents(
+    session: AsyncSession, org_id: UUID, rows: Sequence[NewDocument]
+) -> None:
     if not rows:
         return
     await session.execute(
@@ -187,12 +212,12 @@ async def insert_documents(session: AsyncSession, org_id: UUID, rows: Sequence[A
         ),
         {
             "org_id": org_id,
-            "ids": [r[0] for r in rows],
-            "filenames": [r[1] for r in rows],
-            "types": [r[2] for r in rows],
-            "sizes": [r[3] for r in rows],
-            "hashes": [r[4] for r in rows],
-            "keys": [r[5] for r in rows],
+            "ids": [r.id for r in rows],
+            "filenames": [r.filename for r in rows],
+            "types": [r.content_type for r in rows],
+            "sizes": [r.size for r in rows],
+            "hashes": [r.sha256 for r in rows],
+            "keys": [r.storage_key for r in rows],
         },
     )
 
@@ -217,7 +242,7 @@ async def insert_attachments_and_notify(
             "      document_id)"
             " RETURNING 1) "
             "SELECT (SELECT count(*) FROM att),"
-            " (SELECT count(pg_notify('ce_email_events', p))"
+            f" (SELECT count({notify_sql('p')})"
             "  FROM unnest(CAST(:payloads AS text[])) AS p)"
         ),
         {"org_id": org_id, "payloads": payloads, **attachments},
@@ -241,6 +266,46 @@ async def delete_by_provider_ids(
 
 
 # --- reading ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EmailSummary:
+    """A timeline row (the `LIST_COLUMNS`)."""
+
+    id: UUID
+    account_id: UUID
+    direction: str
+    status: str
+    subject: str | None
+    snippet: str | None
+    from_address: str | None
+    from_name: str | None
+    to_recipients: Any
+    """JSON list of {name, address} (jsonb)."""
+    cc_recipients: Any
+    sent_at: datetime | None
+    received_at: datetime | None
+    occurred_at: datetime
+    has_attachments: bool
+    provider_thread_id: str | None
+    internet_message_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EmailDetailRow(EmailSummary):
+    """A detail row (the `DETAIL_COLUMNS`)."""
+
+    bcc_recipients: Any
+    text_body: str | None
+    html_body: str | None
+    body_truncated: bool
+    in_reply_to: str | None
+    open_count: int
+    click_count: int
+    first_opened_at: datetime | None
+    last_opened_at: datetime | None
+    bounced_at: datetime | None
+
 
 LIST_COLUMNS = (
     "e.id, e.account_id, e.direction, e.status, e.subject, e.snippet, e.from_address, "
@@ -297,7 +362,7 @@ async def list_emails(
     viewer_is_admin: bool,
     after: tuple[datetime, UUID] | None,
     limit: int,
-) -> list[Any]:
+) -> list[EmailSummary]:
     """One timeline page, newest first, keyset on (occurred_at, id).
 
     The same message in several mailboxes of the org (one internet message id) shows once:
@@ -344,10 +409,18 @@ async def list_emails(
         f"ORDER BY {order_time} DESC, {order_id} DESC LIMIT :limit"
     )
     used = {k: v for k, v in params.items() if f":{k}" in sql}
-    return list((await session.execute(text(sql), used)).mappings())
+    return [EmailSummary(*row) for row in await session.execute(text(sql), used)]
 
 
-async def links_of(session: AsyncSession, email_ids: Sequence[UUID]) -> list[Any]:
+@dataclass(frozen=True, slots=True)
+class EmailLink:
+    email_id: UUID
+    contact_id: UUID | None
+    partner_id: UUID | None
+
+
+async def email_links(session: AsyncSession, email_ids: Sequence[UUID]) -> list[EmailLink]:
+    """The contact and partner links of the emails, oldest first."""
     if not email_ids:
         return []
     rows = await session.execute(
@@ -357,13 +430,19 @@ async def links_of(session: AsyncSession, email_ids: Sequence[UUID]) -> list[Any
         ),
         {"ids": list(email_ids)},
     )
-    return list(rows.mappings())
+    return [EmailLink(*row) for row in rows]
 
 
-async def get_email(
+async def links_of(session: AsyncSession, email_ids: Sequence[UUID]) -> list[dict[str, Any]]:
+    """`email_links` as mappings, for the send path until it reads attributes."""
+    return [dataclasses.asdict(link) for link in await email_links(session, email_ids)]
+
+
+async def email_detail_row(
     session: AsyncSession, email_id: UUID, *, viewer_id: UUID, viewer_is_admin: bool
-) -> Any | None:
-    row = await session.execute(
+) -> EmailDetailRow | None:
+    """The email when the viewer may see it (private mailboxes: owner and admins)."""
+    result = await session.execute(
         text(
             f"SELECT {DETAIL_COLUMNS} FROM ce_emails e "
             "JOIN ce_email_accounts a ON a.id = e.account_id "
@@ -371,10 +450,32 @@ async def get_email(
         ),
         {"id": email_id, "viewer_id": viewer_id, "viewer_is_admin": viewer_is_admin},
     )
-    return row.mappings().first()
+    row = result.first()
+    return EmailDetailRow(*row) if row is not None else None
 
 
-async def attachments_of(session: AsyncSession, email_id: UUID) -> list[Any]:
+async def get_email(
+    session: AsyncSession, email_id: UUID, *, viewer_id: UUID, viewer_is_admin: bool
+) -> dict[str, Any] | None:
+    """`email_detail_row` as a mapping, for the send path until it reads attributes."""
+    row = await email_detail_row(
+        session, email_id, viewer_id=viewer_id, viewer_is_admin=viewer_is_admin
+    )
+    return dataclasses.asdict(row) if row is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentRow:
+    id: UUID
+    filename: str | None
+    content_type: str
+    size: int
+    is_inline: bool
+    content_id: str | None
+    document_id: UUID | None
+
+
+async def attachments_of(session: AsyncSession, email_id: UUID) -> list[AttachmentRow]:
     rows = await session.execute(
         text(
             "SELECT id, filename, content_type, size, is_inline, content_id, document_id "
@@ -383,13 +484,24 @@ async def attachments_of(session: AsyncSession, email_id: UUID) -> list[Any]:
         ),
         {"id": email_id},
     )
-    return list(rows.mappings())
+    return [AttachmentRow(*row) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentDocument:
+    """An attachment whose bytes are stored as a PF-11 document."""
+
+    filename: str | None
+    document_filename: str | None
+    content_type: str | None
+    size: int
+    storage_key: str
 
 
 async def attachment_document(
     session: AsyncSession, email_id: UUID, attachment_id: UUID
-) -> Any | None:
-    row = await session.execute(
+) -> AttachmentDocument | None:
+    result = await session.execute(
         text(
             "SELECT att.filename, d.filename AS document_filename, d.content_type, d.size, "
             "d.storage_key FROM ce_email_attachments att "
@@ -398,7 +510,8 @@ async def attachment_document(
         ),
         {"attachment_id": attachment_id, "email_id": email_id},
     )
-    return row.mappings().first()
+    row = result.first()
+    return AttachmentDocument(*row) if row is not None else None
 
 
 async def contact_exists(session: AsyncSession, contact_id: UUID) -> bool:
