@@ -241,7 +241,6 @@ def test_threading_headers() -> None:
     assert parsed.in_reply_to == "orig-0001@example.com"
 
 
-
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
