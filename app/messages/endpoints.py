@@ -9,7 +9,7 @@ from fastapi import APIRouter, FastAPI, Query, Request, Response
 
 from app.auth.deps import CallerDep
 from app.messages import timeline
-from app.messages.repository import TimelineFilter
+from app.messages.repository.reads import TimelineFilter
 from app.messages.schemas import Direction, EmailDetail, EmailPage
 from app.platform.documents import document_storage
 

@@ -28,9 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.events import synced_payload
 from app.matching import repository as matching_repository
 from app.matching.service import LinkKeys, Matches, link_keys, match_links, same_address
-from app.messages import repository
 from app.messages.mime import ParsedMessage, Participant, normalise_message_id, parse_message
-from app.messages.repository import NewDocument, SentCopy
+from app.messages.repository import writes as repository
+from app.messages.repository.writes import NewDocument, SentCopy
 from app.platform.documents import DocumentStorage, sha256_hex
 from app.providers.base import RemoteMessage
 

@@ -21,8 +21,8 @@ from app.auth.deps import Caller
 from app.errors import BadRequest, NotFound
 from app.matching import repository as matching_repository
 from app.matching.normalize import candidate_partner_domains, normalize_address
-from app.messages import repository
-from app.messages.repository import EmailDetailRow, EmailSummary, TimelineFilter
+from app.messages.repository import reads as repository
+from app.messages.repository.reads import EmailDetailRow, EmailSummary, TimelineFilter
 from app.messages.sanitize import sanitize_html
 from app.messages.schemas import (
     Address,
