@@ -10,6 +10,7 @@ batch in SQL (a page of synced mail, a batch of opens) without a round trip per 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -26,6 +27,41 @@ def notify_sql(payload_expression: str) -> str:
     """The SQL expression that publishes `payload_expression` (text) on the events channel;
     for repositories that announce a batch in the statement that writes it."""
     return f"pg_notify('{CHANNEL}', {payload_expression})"
+
+
+# PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
+MAX_NOTIFY_BYTES = 7900
+
+
+def synced_payload(
+    *,
+    org_id: UUID,
+    email_id: UUID,
+    account_id: UUID,
+    direction: str,
+    occurred_at: datetime,
+    contact_ids: Sequence[UUID],
+    partner_ids: Sequence[UUID],
+) -> str:
+    """The ce.email.synced event (DESIGN §5). An email linked to so many contacts that the
+    payload would pass NOTIFY's limit lists as many as fit and says `truncated: true`."""
+    body: dict[str, Any] = {
+        "event": "ce.email.synced",
+        "org_id": str(org_id),
+        "email_id": str(email_id),
+        "account_id": str(account_id),
+        "direction": direction,
+        "occurred_at": occurred_at.isoformat(),
+        "contact_ids": [str(c) for c in contact_ids],
+        "partner_ids": [str(p) for p in partner_ids],
+    }
+    payload = json.dumps(body, separators=(",", ":"))
+    while len(payload.encode()) > MAX_NOTIFY_BYTES:
+        body["truncated"] = True
+        longest = max(("contact_ids", "partner_ids"), key=lambda k: len(body[k]))
+        body[longest] = body[longest][: len(body[longest]) // 2]
+        payload = json.dumps(body, separators=(",", ":"))
+    return payload
 
 
 def tracking_payload(

@@ -10,8 +10,8 @@ to RLS (the owner's, used by the development fixtures).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from sqlalchemy import text
@@ -101,10 +101,17 @@ async def partner_domains(session: AsyncSession, partner_id: UUID) -> list[tuple
     return [(org_id, domain) for org_id, domain in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class EmailParticipants:
+    id: UUID
+    occurred_at: datetime
+    participant_addresses: list[str]
+
+
 async def emails_with_domains(
     session: AsyncSession, org_id: UUID, domains: Sequence[str]
-) -> list[Any]:
-    """Emails (id, occurred_at, participant_addresses) with a participant under `domains`."""
+) -> list[EmailParticipants]:
+    """Emails with a participant under `domains`."""
     rows = await session.execute(
         text(
             "SELECT e.id, e.occurred_at, e.participant_addresses FROM ce_emails e "
@@ -114,10 +121,19 @@ async def emails_with_domains(
         ),
         {"domains": list(domains), "org_id": org_id},
     )
-    return list(rows.mappings())
+    return [EmailParticipants(*row) for row in rows]
 
 
-async def link_details(session: AsyncSession, email_id: UUID) -> list[Any]:
+@dataclass(frozen=True, slots=True)
+class LinkDetail:
+    """A link of an email and one address (contact) or domain (partner) behind it."""
+
+    contact_id: UUID | None
+    partner_id: UUID | None
+    key: str | None
+
+
+async def link_details(session: AsyncSession, email_id: UUID) -> list[LinkDetail]:
     """The email's links with the addresses / domains that explain them."""
     rows = await session.execute(
         text(
@@ -131,4 +147,4 @@ async def link_details(session: AsyncSession, email_id: UUID) -> list[Any]:
         ),
         {"email_id": email_id},
     )
-    return list(rows.mappings())
+    return [LinkDetail(*row) for row in rows]

@@ -191,10 +191,9 @@ async def link_existing_emails_for_partner(session: AsyncSession, partner_id: UU
         # The GIN lookup is a superset; the rule itself is `candidate_partner_domains`,
         # exactly as for new mail.
         if any(
-            domains.intersection(candidate_partner_domains(a))
-            for a in email["participant_addresses"]
+            domains.intersection(candidate_partner_domains(a)) for a in email.participant_addresses
         ):
-            links.append((email["id"], None, partner_id, email["occurred_at"]))
+            links.append((email.id, None, partner_id, email.occurred_at))
     created = await repository.insert_links(session, org_id, links)
     logger.info("partner linked to existing emails", extra={"count": created})
     return created

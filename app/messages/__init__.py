@@ -1,6 +1,2 @@
-"""Messages: MIME parsing (``mime``), HTML sanitising (``sanitize``), storage, timeline."""
-
-from app.messages.mime import ParsedAttachment, ParsedMessage, Participant, parse_message
-from app.messages.sanitize import sanitize_html
-
-__all__ = ["ParsedAttachment", "ParsedMessage", "Participant", "parse_message", "sanitize_html"]
+"""Messages: MIME parsing (``mime``), HTML sanitising (``sanitize``), storing synced mail
+(``store``), the timeline and detail (``timeline``, ``endpoints``)."""

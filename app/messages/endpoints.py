@@ -5,11 +5,11 @@ from typing import Annotated, Any
 from urllib.parse import quote
 from uuid import UUID
 
-from fastapi import APIRouter, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from app.auth.deps import CallerDep
-from app.messages import service
-from app.messages.repository import TimelineFilter
+from app.messages import timeline
+from app.messages.repository.reads import TimelineFilter
 from app.messages.schemas import Direction, EmailDetail, EmailPage
 from app.platform.documents import document_storage
 
@@ -42,7 +42,7 @@ async def list_emails(
     f = TimelineFilter(
         contact_id=contact_id, partner_id=partner_id, account_id=account_id, direction=direction
     )
-    return await service.list_timeline(caller, f, cursor=cursor, limit=limit)
+    return await timeline.list_timeline(caller, f, cursor=cursor, limit=limit)
 
 
 @router.get(
@@ -59,7 +59,7 @@ async def contact_emails(
     limit: LimitQuery = 25,
 ) -> EmailPage:
     f = TimelineFilter(contact_id=contact_id, account_id=account_id, direction=direction)
-    return await service.contact_timeline(caller, contact_id, f, cursor=cursor, limit=limit)
+    return await timeline.contact_timeline(caller, contact_id, f, cursor=cursor, limit=limit)
 
 
 @router.get(
@@ -76,7 +76,7 @@ async def partner_emails(
     limit: LimitQuery = 25,
 ) -> EmailPage:
     f = TimelineFilter(partner_id=partner_id, account_id=account_id, direction=direction)
-    return await service.partner_timeline(caller, partner_id, f, cursor=cursor, limit=limit)
+    return await timeline.partner_timeline(caller, partner_id, f, cursor=cursor, limit=limit)
 
 
 @router.get(
@@ -85,7 +85,7 @@ async def partner_emails(
     responses=_NOT_FOUND,
 )
 async def get_email(email_id: UUID, caller: CallerDep) -> EmailDetail:
-    return await service.email_detail(caller, email_id)
+    return await timeline.email_detail(caller, email_id)
 
 
 _TOKEN = re.compile(r"\A[a-z0-9!#$&^_.+-]{1,64}/[a-z0-9!#$&^_.+-]{1,64}\Z")
@@ -111,7 +111,7 @@ async def download_attachment(
     request: Request, email_id: UUID, attachment_id: UUID, caller: CallerDep
 ) -> Response:
     storage = document_storage(request.app.state.settings)
-    found = await service.attachment_content(caller, email_id, attachment_id, storage)
+    found = await timeline.attachment_content(caller, email_id, attachment_id, storage)
     content_type = found.content_type.strip().lower()
     if not _TOKEN.match(content_type):
         content_type = "application/octet-stream"
@@ -126,9 +126,3 @@ async def download_attachment(
         },
     )
 
-
-def register(app: FastAPI) -> None:
-    """Add this module's routes to the app (once)."""
-    if not getattr(app.state, "email_routes_registered", False):
-        app.include_router(router)
-        app.state.email_routes_registered = True

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import html as html_lib
 import re
+from html.parser import HTMLParser
 
 import nh3
 
@@ -152,19 +153,6 @@ _CLEANER = nh3.Cleaner(
     filter_style_properties=set(ALLOWED_CSS_PROPERTIES),
 )
 
-# Text extraction: every tag goes, the content of non-visible ones too.
-_TEXT_CLEANER = nh3.Cleaner(
-    tags=set(),
-    clean_content_tags=set(REMOVED_WITH_CONTENT),
-    attributes={},
-    strip_comments=True,
-    link_rel=None,
-)
-_BLOCK_BOUNDARY = re.compile(
-    r"<(?=/?(?:br|p|div|tr|td|th|li|h[1-6]|table|blockquote|section|article|hr)\b)", re.I
-)
-
-
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -184,11 +172,63 @@ def sanitize_html(html: str | None) -> str:
 
 
 def html_to_text(html: str | None) -> str:
-    """The readable text of an HTML fragment (entities decoded, not whitespace-collapsed).
+    """The visible text of an HTML fragment: entities decoded, script/style dropped.
 
-    Block-level tags become a space so that ``a<br>b`` reads ``a b``, not ``ab``.
+    Block elements and `<br>` become a newline and table cells a space, so that text from
+    adjacent elements never runs together ("DOB:</td><td>01/02/1980" → "DOB: 01/02/1980").
+    The send path's PHI hints give positions in this text, and its plain-text alternative
+    is this text: keep both in mind when changing it.
     """
     if not html:
         return ""
-    spaced = _BLOCK_BOUNDARY.sub(" <", _scrub(html))
-    return html_lib.unescape(_TEXT_CLEANER.clean(spaced))
+    parser = _TextExtractor()
+    try:
+        parser.feed(html)
+        parser.close()
+    except Exception:  # html.parser is lenient; keep what was read from broken markup
+        pass
+    return "".join(parser.pieces)
+
+
+_BLOCK_TAGS = frozenset(
+    {
+        "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt",
+        "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5",
+        "h6", "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table",
+        "tbody", "thead", "tfoot", "tr", "ul",
+    }
+)  # fmt: skip
+_CELL_TAGS = frozenset({"td", "th"})
+_HIDDEN_TAGS = frozenset({"script", "style", "head", "title", "template", "noscript"})
+
+
+class _TextExtractor(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.pieces: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _HIDDEN_TAGS:
+            self._hidden += 1
+        self._separate(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._separate(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _HIDDEN_TAGS and self._hidden:
+            self._hidden -= 1
+        self._separate(tag)
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.pieces.append(data)
+
+    def _separate(self, tag: str) -> None:
+        if self._hidden:
+            return
+        if tag in _BLOCK_TAGS:
+            self.pieces.append("\n")
+        elif tag in _CELL_TAGS:
+            self.pieces.append(" ")

@@ -16,7 +16,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 
-from app.send.phi import html_to_text
+from app.messages.sanitize import html_to_text
 
 SEND_MARKER_HEADER = "X-CE-Message-ID"
 """Carries the Message-ID we generated. Graph assigns its own Message-ID, but passes `x-`

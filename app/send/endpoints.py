@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Header, Response
+from fastapi import APIRouter, Header, Response
 
 from app.auth.deps import CallerDep
 from app.send import service
@@ -46,6 +46,3 @@ async def send_email(
     response.headers["Location"] = f"/v1/emails/{result.id}"
     return result
 
-
-def register(app: FastAPI) -> None:
-    app.include_router(router)

@@ -40,7 +40,8 @@ import calendar
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from html.parser import HTMLParser
+
+from app.messages.sanitize import html_to_text
 
 PHI_TYPES = ("credit_card", "ssn", "medicare_id", "mrn", "date_of_birth", "phone")
 _PRECEDENCE = {name: rank for rank, name in enumerate(PHI_TYPES)}
@@ -86,21 +87,6 @@ def detect_phi(text: str) -> list[PhiHint]:
 def detect_phi_in_html(html: str) -> list[PhiHint]:
     """Hints in an HTML body; positions refer to `html_to_text(html)`, not to the HTML."""
     return detect_phi(html_to_text(html))
-
-
-def html_to_text(html: str) -> str:
-    """The visible text of an HTML fragment: entities decoded, script/style dropped.
-
-    Block elements and `<br>` become a newline and table cells a space, so that text from
-    adjacent elements never runs together ("DOB:</td><td>01/02/1980" → "DOB: 01/02/1980").
-    """
-    parser = _TextExtractor()
-    try:
-        parser.feed(html)
-        parser.close()
-    except Exception:  # html.parser is lenient; keep what was read from broken markup
-        pass
-    return "".join(parser.pieces)
 
 
 # --- SSN --------------------------------------------------------------------------------
@@ -310,49 +296,3 @@ def _credit_cards(text: str) -> Iterator[PhiHint]:
         digits = "".join(groups)
         if 13 <= len(digits) <= 19 and _luhn_valid(digits):
             yield PhiHint("credit_card", m.start(), m.end())
-
-
-# --- HTML -------------------------------------------------------------------------------
-
-_BLOCK_TAGS = frozenset(
-    {
-        "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt",
-        "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5",
-        "h6", "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table",
-        "tbody", "thead", "tfoot", "tr", "ul",
-    }
-)  # fmt: skip
-_CELL_TAGS = frozenset({"td", "th"})
-_HIDDEN_TAGS = frozenset({"script", "style", "head", "title", "template", "noscript"})
-
-
-class _TextExtractor(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.pieces: list[str] = []
-        self._hidden = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _HIDDEN_TAGS:
-            self._hidden += 1
-        self._separate(tag)
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._separate(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _HIDDEN_TAGS and self._hidden:
-            self._hidden -= 1
-        self._separate(tag)
-
-    def handle_data(self, data: str) -> None:
-        if not self._hidden:
-            self.pieces.append(data)
-
-    def _separate(self, tag: str) -> None:
-        if self._hidden:
-            return
-        if tag in _BLOCK_TAGS:
-            self.pieces.append("\n")
-        elif tag in _CELL_TAGS:
-            self.pieces.append(" ")

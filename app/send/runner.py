@@ -38,11 +38,10 @@ from app.accounts import repository as accounts_repository
 from app.config import Settings
 from app.context import ServiceContext
 from app.db.rls import org_transaction
-from app.events import publish
+from app.events import publish, synced_payload
 from app.jobs.queue import QUEUE_PRIORITY, enqueue
 from app.messages import repository as messages_repository
 from app.messages.mime import normalise_message_id
-from app.messages.service import synced_payload
 from app.platform.documents import document_storage
 from app.providers import errors as provider_errors
 from app.providers.base import MailProvider, OutgoingMessage, SentMessage

@@ -27,10 +27,11 @@ from app.matching import repository as matching_repository
 from app.matching.service import link_keys, match_links
 from app.messages import repository as messages_repository
 from app.messages.mime import make_snippet
+from app.messages.sanitize import html_to_text
 from app.providers.registry import max_send_bytes
 from app.send import repository
 from app.send.compose import estimate_message_size
-from app.send.phi import PhiHint, detect_phi, detect_phi_in_html, html_to_text
+from app.send.phi import PhiHint, detect_phi, detect_phi_in_html
 from app.send.repository import Document, EarlierSend, People
 from app.send.runner import SendJob, enqueue_send
 from app.send.schemas import PhiWarning, Recipient, SendRequest, SendResponse

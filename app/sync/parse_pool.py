@@ -9,7 +9,7 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 
 from app.config import Settings
-from app.messages.service import prepare_page_for_transfer
+from app.messages.store import prepare_page_for_transfer
 
 _parse_pool: ProcessPoolExecutor | None = None
 
@@ -23,7 +23,7 @@ def parse_pool(settings: Settings) -> ProcessPoolExecutor | None:
         # forkserver: a clean process to fork workers from, never a copy of this one with
         # its event loop, connections and threads.
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["app.messages.service"])
+        context.set_forkserver_preload(["app.messages.store"])
         _parse_pool = ProcessPoolExecutor(settings.sync_parse_processes, mp_context=context)
     return _parse_pool
 

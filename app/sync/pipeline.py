@@ -19,7 +19,7 @@ from uuid import UUID
 
 from app.context import ServiceContext
 from app.db.rls import org_transaction
-from app.messages.service import (
+from app.messages.store import (
     PreparedPage,
     delete_remote_messages,
     prepare_page_cooperatively,
@@ -196,7 +196,12 @@ class SyncRun:
     ) -> None:
         async with org_transaction(self.ctx.engine, self.org_id) as session:
             result = await store_prepared_page(
-                session, org_id=self.org_id, account=self.account, page=page, storage=storage
+                session,
+                org_id=self.org_id,
+                account=self.account,
+                page=page,
+                storage=storage,
+                attachment_max_bytes=self.ctx.settings.attachment_max_bytes,
             )
             reports = self.bounce_reports.pop(id(page), None)
             if reports:

@@ -165,6 +165,3 @@ async def click(request: Request, token: TokenPath) -> RedirectResponse:
         headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
     )
 
-
-def register(app: FastAPI) -> None:
-    app.include_router(router)

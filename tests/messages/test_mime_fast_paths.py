@@ -1,6 +1,6 @@
 """The fast paths of ``parse_message`` give exactly what the general paths give.
 
-* The MIME tree: ``parse_message`` reads every message through ``_fast_tree`` first and
+* The MIME tree: ``parse_message`` reads every message through ``fast_tree`` first and
   falls back to ``BytesParser(policy=compat32)`` when it declines. The extractor only
   sees the tree, so node-by-node equality of the two trees (headers, payloads, preamble,
   epilogue, defects, default types) means identical parse results. Checked on the whole
@@ -24,7 +24,18 @@ from typing import Any
 
 import pytest
 
-from app.messages.mime import _fast_tree, parse_message
+from app.messages.mime import SNIPPET_LENGTH, make_snippet, parse_message
+from app.messages.mime.addresses import (
+    _participant,
+    _quote_bare_names,
+    _registry_address_pairs,
+    _simple_address_pairs,
+)
+from app.messages.mime.bodies import visible
+from app.messages.mime.charsets import unsurrogate
+from app.messages.mime.extract import Extractor
+from app.messages.mime.fast_tree import fast_tree
+from app.messages.mime.headers import collapse, merge_encoded_words, unfold
 
 CORPUS = Path(__file__).parent / "corpus"
 FILES = sorted(p for p in CORPUS.rglob("*") if p.is_file() and p.suffix != ".md")
@@ -56,7 +67,7 @@ def stdlib_tree(raw: bytes) -> Any:
 
 def check(raw: bytes) -> bool:
     """True when the fast path took the message (and then built the stdlib's tree)."""
-    fast = _fast_tree(raw)
+    fast = fast_tree(raw)
     if fast is None:
         return False
     assert tree(fast) == stdlib_tree(raw), raw[:300]
@@ -149,7 +160,7 @@ def test_parse_results_are_the_same_either_way(monkeypatch: pytest.MonkeyPatch) 
     rng = random.Random(7)
     samples = [generated(rng, n) for n in range(40)] + [p.read_bytes() for p in FILES]
     fast = [parse_message(raw, body_limit_bytes=64 * 1024) for raw in samples]
-    monkeypatch.setattr("app.messages.mime._fast_tree", lambda raw: None)
+    monkeypatch.setattr("app.messages.mime.parse.fast_tree", lambda raw: None)
     slow = [parse_message(raw, body_limit_bytes=64 * 1024) for raw in samples]
     assert fast == slow
 
@@ -188,21 +199,10 @@ def _address_list(rng: random.Random) -> str:
 
 
 def _participants(pairs: list[tuple[str, str]]) -> list[Any]:
-    from app.messages.mime import _participant
-
     return [_participant(name, address, None) for name, address in pairs]
 
 
 def test_simple_address_lists_read_as_the_registry_reads_them() -> None:
-    from app.messages.mime import (
-        _merge_encoded_words,
-        _quote_bare_names,
-        _registry_address_pairs,
-        _simple_address_pairs,
-        _unfold,
-        _unsurrogate,
-    )
-
     values = []
     for path in FILES:
         message = BytesParser(policy=policy.compat32).parsebytes(path.read_bytes())
@@ -213,7 +213,7 @@ def test_simple_address_lists_read_as_the_registry_reads_them() -> None:
         values.append(_address_list(rng))
     taken = 0
     for raw in values:
-        value = _quote_bare_names(_merge_encoded_words(_unsurrogate(_unfold(raw))))
+        value = _quote_bare_names(merge_encoded_words(unsurrogate(unfold(raw))))
         simple = _simple_address_pairs(value)
         if simple is not None:
             taken += 1
@@ -225,10 +225,8 @@ def test_simple_address_lists_read_as_the_registry_reads_them() -> None:
 
 
 def test_snippet_from_a_prefix_is_the_snippet_of_the_whole_text() -> None:
-    from app.messages.mime import SNIPPET_LENGTH, _collapse, _visible, make_snippet
-
     def whole(text: str) -> str:
-        return _collapse(_visible(text[: SNIPPET_LENGTH * 50]))[:SNIPPET_LENGTH].rstrip()
+        return collapse(visible(text[: SNIPPET_LENGTH * 50]))[:SNIPPET_LENGTH].rstrip()
 
     rng = random.Random(5)
     pieces = ["a", "bb", " ", "  ", "\n", "\t", "\u200b", "\xa0", "word ", "x" * 50, " " * 300]
@@ -241,13 +239,11 @@ def test_snippet_from_a_prefix_is_the_snippet_of_the_whole_text() -> None:
 
 
 def test_ascii_messages_parse_the_same_without_the_charset_hint() -> None:
-    from app.messages.mime import _Extractor
-
     rng = random.Random(9)
     samples = [generated(rng, n) for n in range(40)] + [p.read_bytes() for p in FILES]
     ascii_samples = [raw for raw in samples if raw.isascii()]
     assert len(ascii_samples) > 40
     for raw in ascii_samples:
-        with_hint = _Extractor(stdlib_message(raw), 64 * 1024, eight_bit=True).result()
-        without = _Extractor(stdlib_message(raw), 64 * 1024, eight_bit=False).result()
+        with_hint = Extractor(stdlib_message(raw), 64 * 1024, eight_bit=True).result()
+        without = Extractor(stdlib_message(raw), 64 * 1024, eight_bit=False).result()
         assert with_hint == without

@@ -198,6 +198,6 @@ def test_nul_and_lone_surrogates_do_not_break_it() -> None:
 
 def test_html_to_text() -> None:
     assert html_to_text("<p>Hello&nbsp;<b>Ann</b></p><p>line<br>two</p><style>p{}</style>") == (
-        " Hello\xa0Ann  line two "
+        "\nHello\xa0Ann\n\nline\ntwo\n"
     )
     assert html_to_text(None) == ""

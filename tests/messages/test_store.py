@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import Settings
 from app.db.rls import org_transaction
 from app.db.urls import libpq_url, owner_url
-from app.messages import service
-from app.messages.service import delete_remote_messages, synced_payload
+from app.events import synced_payload
+from app.messages import store as messages_store
+from app.messages.store import delete_remote_messages
 from app.platform.documents import LocalDocumentStorage
 from tests.conftest import Org
 from tests.db.factories import make_contact, make_partner
@@ -277,14 +278,10 @@ async def test_attachments_go_to_the_document_store_under_the_size_limit(
     app_engine: AsyncEngine,
     org_a: Org,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     test_settings: Settings,
 ) -> None:
-    monkeypatch.setattr(
-        service,
-        "get_settings",
-        lambda: test_settings.model_copy(update={"attachment_max_bytes": 100}),
-    )
+    # The limit of the settings the caller was given, not the environment's (25 MB).
+    settings = test_settings.model_copy(update={"attachment_max_bytes": 100})
     account = await new_account(owner_engine, org_a, OWN)
     storage = LocalDocumentStorage(tmp_path)
     small, big = b"small lab result", b"x" * 500
@@ -296,7 +293,14 @@ async def test_attachments_go_to_the_document_store_under_the_size_limit(
             ("scan.bin", "application/octet-stream", big),
         ],
     )
-    result = await store(app_engine, org_a, account, [remote(raw)], storage=storage)
+    result = await store(
+        app_engine,
+        org_a,
+        account,
+        [remote(raw)],
+        storage=storage,
+        attachment_max_bytes=settings.attachment_max_bytes,
+    )
     found = await rows(
         app_engine,
         org_a,
@@ -402,12 +406,13 @@ async def test_each_new_email_is_announced_once_after_commit(
 
         async def store_then_fail() -> None:
             async with org_transaction(app_engine, org_a.id) as s:
-                await service.store_remote_messages(
+                await messages_store.store_remote_messages(
                     s,
                     org_id=org_a.id,
                     account=account,
                     body_limit_kb=500,
                     storage=None,
+                    attachment_max_bytes=1024,
                     messages=[remote(build_raw(sender="pat@example.net", to=[OWN]))],
                 )
                 raise RuntimeError("roll back")

@@ -13,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.rls import org_transaction
-from app.messages.service import StoreResult, store_remote_messages
+from app.messages.store import StoreResult, store_remote_messages
 from app.platform.documents import DocumentStorage
 from app.providers.base import Folder, RemoteMessage
 from tests.db.factories import make_account
@@ -93,6 +93,7 @@ async def store(
     *,
     storage: DocumentStorage | None = None,
     body_limit_kb: int = 500,
+    attachment_max_bytes: int = 25 * 1024 * 1024,
 ) -> StoreResult:
     async with org_transaction(app_engine, org.id) as session:
         return await store_remote_messages(
@@ -102,6 +103,7 @@ async def store(
             messages=messages,
             body_limit_kb=body_limit_kb,
             storage=storage,
+            attachment_max_bytes=attachment_max_bytes,
         )
 
 

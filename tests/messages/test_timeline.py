@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import Settings
 from app.db.rls import org_transaction
 from app.messages.endpoints import content_disposition
-from app.messages.service import delete_remote_messages
+from app.messages.store import delete_remote_messages
 from app.platform.documents import document_storage
 from tests.conftest import Org
 from tests.db.factories import insert, make_contact, make_partner

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from app.send.phi import PhiHint, detect_phi, detect_phi_in_html, html_to_text
+from app.messages.sanitize import html_to_text
+from app.send.phi import PhiHint, detect_phi, detect_phi_in_html
 
 
 def found(text: str) -> list[tuple[str, str]]:

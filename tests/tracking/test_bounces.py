@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from flufl.bounce import scan_message
 
+from app.messages.mime import normalise_message_id
 from app.tracking import bounces
-from app.tracking.bounces import BounceReport, detect_bounce, normalise_message_id
+from app.tracking.bounces import BounceReport, detect_bounce
 
 CORPUS = Path(__file__).parent / "bounce_corpus"
 

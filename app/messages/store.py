@@ -1,18 +1,17 @@
-"""Storing synced mail and reading the timeline.
+"""Storing synced mail: what the sync pipeline calls.
 
 `store_remote_messages` takes one sync page: each message is parsed once, matched to
 contacts and partners with one query for the whole page, written with one multi-row
 INSERT (deduplicated on (account, provider id); our own sends are completed, not copied),
 linked (the DB trigger makes one CE-04 activity per link) and announced with
-`ce.email.synced` on NOTIFY, all in the caller's transaction. Logs carry ids and counts,
-never mail content.
+`ce.email.synced` on NOTIFY, all in the caller's transaction. The sync pipeline runs the
+two halves apart (`prepare_page*` parses, possibly in another process;
+`store_prepared_page` writes). Logs carry ids and counts, never mail content.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import dataclasses
 import json
 import logging
@@ -26,34 +25,16 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.deps import Caller
-from app.config import get_settings
-from app.errors import BadRequest, NotFound
+from app.events import synced_payload
 from app.matching import repository as matching_repository
-from app.matching.normalize import candidate_partner_domains, normalize_address
 from app.matching.service import LinkKeys, Matches, link_keys, match_links, same_address
-from app.messages import repository
 from app.messages.mime import ParsedMessage, Participant, normalise_message_id, parse_message
-from app.messages.repository import SentCopy, TimelineFilter
-from app.messages.sanitize import sanitize_html
-from app.messages.schemas import (
-    Address,
-    AttachmentOut,
-    EmailDetail,
-    EmailListItem,
-    EmailPage,
-    ParticipantOut,
-    Tracking,
-)
+from app.messages.repository import writes as repository
+from app.messages.repository.writes import NewDocument, SentCopy
 from app.platform.documents import DocumentStorage, sha256_hex
 from app.providers.base import RemoteMessage
 
 logger = logging.getLogger(__name__)
-
-EVENT_CHANNEL = "ce_email_events"
-SYNCED_EVENT = "ce.email.synced"
-# PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
-MAX_NOTIFY_BYTES = 7900
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +52,9 @@ class StoreResult:
 
 
 @dataclass(slots=True)
-class _Prepared:
+class PreparedMessage:
+    """One message parsed, with its direction, timeline time and linking keys."""
+
     id: UUID
     remote: RemoteMessage
     parsed: ParsedMessage
@@ -115,7 +98,9 @@ def _is_own_address(address: str, own_address: str) -> bool:
     return same_address(address, own_address)
 
 
-def prepare_message(remote: RemoteMessage, own_address: str, body_limit_bytes: int) -> _Prepared:
+def prepare_message(
+    remote: RemoteMessage, own_address: str, body_limit_bytes: int
+) -> PreparedMessage:
     """Parse one message and decide its direction, time and linking keys (pure, CPU only)."""
     parsed = parse_message(remote.raw, body_limit_bytes=body_limit_bytes)
     sender = parsed.from_.address if parsed.from_ else None
@@ -128,10 +113,10 @@ def prepare_message(remote: RemoteMessage, own_address: str, body_limit_bytes: i
     recipients = tuple(p.address for p in (*parsed.to, *parsed.cc, *parsed.bcc))
     keys = _link_keys_of(direction, own_address, sender, recipients)
     imid = parsed.internet_message_id or normalise_message_id(remote.internet_message_id)
-    return _Prepared(uuid.uuid4(), remote, parsed, direction, occurred_at, imid, keys)
+    return PreparedMessage(uuid.uuid4(), remote, parsed, direction, occurred_at, imid, keys)
 
 
-def _email_columns(rows: Sequence[_Prepared]) -> dict[str, list[Any]]:
+def _email_columns(rows: Sequence[PreparedMessage]) -> dict[str, list[Any]]:
     columns: dict[str, list[Any]] = {c: [] for c in repository.EMAIL_INSERT_COLUMNS}
     for r in rows:
         p = r.parsed
@@ -167,42 +152,11 @@ def _email_columns(rows: Sequence[_Prepared]) -> dict[str, list[Any]]:
     return columns
 
 
-def synced_payload(
-    *,
-    org_id: UUID,
-    email_id: UUID,
-    account_id: UUID,
-    direction: str,
-    occurred_at: datetime,
-    contact_ids: Sequence[UUID],
-    partner_ids: Sequence[UUID],
-) -> str:
-    """The ce.email.synced event (DESIGN §5). An email linked to so many contacts that the
-    payload would pass NOTIFY's limit lists as many as fit and says `truncated: true`."""
-    body: dict[str, Any] = {
-        "event": SYNCED_EVENT,
-        "org_id": str(org_id),
-        "email_id": str(email_id),
-        "account_id": str(account_id),
-        "direction": direction,
-        "occurred_at": occurred_at.isoformat(),
-        "contact_ids": [str(c) for c in contact_ids],
-        "partner_ids": [str(p) for p in partner_ids],
-    }
-    payload = json.dumps(body, separators=(",", ":"))
-    while len(payload.encode()) > MAX_NOTIFY_BYTES:
-        body["truncated"] = True
-        longest = max(("contact_ids", "partner_ids"), key=lambda k: len(body[k]))
-        body[longest] = body[longest][: len(body[longest]) // 2]
-        payload = json.dumps(body, separators=(",", ":"))
-    return payload
-
-
 async def _store_documents(
     session: AsyncSession,
     org_id: UUID,
     storage: DocumentStorage,
-    rows: Sequence[_Prepared],
+    rows: Sequence[PreparedMessage],
     max_bytes: int,
 ) -> dict[tuple[UUID, int], UUID]:
     """Attachment bytes into PF-11: the storage first (one thread hop per page), then the
@@ -226,7 +180,14 @@ async def _store_documents(
         document_id = uuid.uuid4()
         ids[(email_id, index)] = document_id
         documents.append(
-            (document_id, a.filename, a.content_type, len(a.content), sha256_hex(a.content), key)
+            NewDocument(
+                id=document_id,
+                filename=a.filename,
+                content_type=a.content_type,
+                size=len(a.content),
+                sha256=sha256_hex(a.content),
+                storage_key=key,
+            )
         )
     await repository.insert_documents(session, org_id, documents)
     return ids
@@ -238,7 +199,7 @@ class PreparedPage:
 
     messages: int
     """How many messages the page had (repeats included)."""
-    prepared: list[_Prepared]
+    prepared: list[PreparedMessage]
 
 
 def prepare_page(
@@ -277,7 +238,7 @@ async def prepare_page_cooperatively(
     own_address = str(_field(account, "email_address"))
     body_limit_bytes = max(0, int(body_limit_kb)) * 1024
     fresh = list({m.id: m for m in messages}.values())
-    prepared: list[_Prepared] = []
+    prepared: list[PreparedMessage] = []
     for start in range(0, len(fresh), slice_size):
         if start:
             await asyncio.sleep(0)
@@ -296,6 +257,7 @@ async def store_remote_messages(
     messages: Sequence[RemoteMessage],
     body_limit_kb: int,
     storage: DocumentStorage | None,
+    attachment_max_bytes: int,
 ) -> StoreResult:
     """Store one page of synced messages of `account` (a row or mapping with id, provider,
     email_address, owner_user_id) in the caller's transaction (only flushes).
@@ -304,10 +266,16 @@ async def store_remote_messages(
     so a re-sync makes no second row, link, activity or event. An outbound message that
     we sent ourselves (a row with its Message-ID but no provider id yet) is completed with
     the provider's ids instead of being stored twice. Attachment bytes go to `storage`
-    (PF-11) when given and under `attachment_max_bytes`; the metadata always."""
+    (PF-11) when given and at most `attachment_max_bytes` (the caller's
+    `Settings.attachment_max_bytes`) long; the metadata always."""
     page = prepare_page(account, messages, body_limit_kb)
     return await store_prepared_page(
-        session, org_id=org_id, account=account, page=page, storage=storage
+        session,
+        org_id=org_id,
+        account=account,
+        page=page,
+        storage=storage,
+        attachment_max_bytes=attachment_max_bytes,
     )
 
 
@@ -318,6 +286,7 @@ async def store_prepared_page(
     account: Any,
     page: PreparedPage,
     storage: DocumentStorage | None,
+    attachment_max_bytes: int,
 ) -> StoreResult:
     """The database half of `store_remote_messages` (same contract)."""
     account_id = UUID(str(_field(account, "id")))
@@ -354,13 +323,13 @@ async def store_prepared_page(
             for imid, p in own_sends.items()
         ],
     )
-    completed_pids = set()
+    completed_pids: set[str] = set()
     by_pid = {p.remote.id: p for p in prepared}
     for row in completed:
-        completed_pids.add(row["provider_message_id"])
-        m = matched[by_pid[row["provider_message_id"]].id]
-        links.extend((row["id"], c, None, row["occurred_at"]) for c in m.contact_ids)
-        links.extend((row["id"], None, q, row["occurred_at"]) for q in m.partner_ids)
+        completed_pids.add(row.provider_message_id)
+        m = matched[by_pid[row.provider_message_id].id]
+        links.extend((row.id, c, None, row.occurred_at) for c in m.contact_ids)
+        links.extend((row.id, None, q, row.occurred_at) for q in m.partner_ids)
 
     to_insert = [p for p in prepared if p.remote.id not in completed_pids]
     inserted_ids = await repository.insert_emails(
@@ -371,9 +340,7 @@ async def store_prepared_page(
 
     documents: dict[tuple[UUID, int], UUID] = {}
     if storage is not None:
-        documents = await _store_documents(
-            session, org_id, storage, new_rows, get_settings().attachment_max_bytes
-        )
+        documents = await _store_documents(session, org_id, storage, new_rows, attachment_max_bytes)
 
     attachments: dict[str, list[Any]] = {
         k: []
@@ -445,209 +412,3 @@ async def delete_remote_messages(
     )
     logger.info("emails deleted", extra={"account_id": str(account_id), "deleted": removed})
     return removed
-
-
-# --- timeline and detail ------------------------------------------------------------
-
-
-def encode_cursor(occurred_at: datetime, email_id: UUID) -> str:
-    raw = json.dumps([occurred_at.isoformat(), str(email_id)], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        occurred, email_id = json.loads(raw)
-        moment = datetime.fromisoformat(occurred)
-        if moment.tzinfo is None:
-            raise ValueError("naive time")
-        return moment, UUID(email_id)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest(
-            "The cursor is not valid; start from the first page.", field="cursor"
-        ) from None
-
-
-def _address(name: str | None, address: str | None) -> Address | None:
-    if not address:
-        return None
-    return Address(name=name, address=address)
-
-
-def _addresses(value: Any) -> list[Address]:
-    if isinstance(value, str):
-        value = json.loads(value)
-    out = []
-    for item in value or []:
-        if isinstance(item, dict) and item.get("address"):
-            out.append(Address(name=item.get("name"), address=item["address"]))
-    return out
-
-
-def _list_item(row: Any, contact_ids: list[UUID], partner_ids: list[UUID]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "account_id": row["account_id"],
-        "direction": row["direction"],
-        "status": row["status"],
-        "subject": row["subject"],
-        "snippet": row["snippet"],
-        "from_": _address(row["from_name"], row["from_address"]),
-        "to": _addresses(row["to_recipients"]),
-        "cc": _addresses(row["cc_recipients"]),
-        "sent_at": row["sent_at"],
-        "received_at": row["received_at"],
-        "occurred_at": row["occurred_at"],
-        "thread_id": row["provider_thread_id"],
-        "contact_ids": contact_ids,
-        "partner_ids": partner_ids,
-        "has_attachments": row["has_attachments"],
-    }
-
-
-async def _links_by_email(
-    session: AsyncSession, email_ids: Sequence[UUID]
-) -> dict[UUID, tuple[list[UUID], list[UUID]]]:
-    links: dict[UUID, tuple[list[UUID], list[UUID]]] = {i: ([], []) for i in email_ids}
-    for link in await repository.links_of(session, email_ids):
-        contacts, partners = links[link["email_id"]]
-        if link["contact_id"] is not None:
-            contacts.append(link["contact_id"])
-        if link["partner_id"] is not None:
-            partners.append(link["partner_id"])
-    return links
-
-
-async def list_timeline(
-    caller: Caller, f: TimelineFilter, *, cursor: str | None, limit: int
-) -> EmailPage:
-    after = decode_cursor(cursor) if cursor else None
-    rows = await repository.list_emails(
-        caller.session,
-        f,
-        viewer_id=caller.user_id,
-        viewer_is_admin=caller.is_admin,
-        after=after,
-        limit=limit + 1,
-    )
-    page, more = rows[:limit], len(rows) > limit
-    links = await _links_by_email(caller.session, [r["id"] for r in page])
-    items = [EmailListItem.model_validate(_list_item(r, *links[r["id"]])) for r in page]
-    next_cursor = encode_cursor(page[-1]["occurred_at"], page[-1]["id"]) if more else None
-    return EmailPage(items=items, next_cursor=next_cursor)
-
-
-async def contact_timeline(
-    caller: Caller, contact_id: UUID, f: TimelineFilter, *, cursor: str | None, limit: int
-) -> EmailPage:
-    if not await repository.contact_exists(caller.session, contact_id):
-        raise NotFound("No such contact")
-    return await list_timeline(caller, f, cursor=cursor, limit=limit)
-
-
-async def partner_timeline(
-    caller: Caller, partner_id: UUID, f: TimelineFilter, *, cursor: str | None, limit: int
-) -> EmailPage:
-    if not await repository.partner_exists(caller.session, partner_id):
-        raise NotFound("No such partner")
-    return await list_timeline(caller, f, cursor=cursor, limit=limit)
-
-
-async def _visible_email(caller: Caller, email_id: UUID) -> Any:
-    row = await repository.get_email(
-        caller.session, email_id, viewer_id=caller.user_id, viewer_is_admin=caller.is_admin
-    )
-    if row is None:
-        raise NotFound("No such email")
-    return row
-
-
-async def email_detail(caller: Caller, email_id: UUID) -> EmailDetail:
-    row = await _visible_email(caller, email_id)
-    contact_ids, partner_ids = (await _links_by_email(caller.session, [email_id]))[email_id]
-
-    # Which linked contact / partner each participant stands for.
-    contact_by_address: dict[str, UUID] = {}
-    partner_by_domain: dict[str, UUID] = {}
-    for link in await matching_repository.link_details(caller.session, email_id):
-        if link["contact_id"] is not None and link["key"]:
-            contact_by_address.setdefault(link["key"], link["contact_id"])
-        if link["partner_id"] is not None and link["key"]:
-            partner_by_domain.setdefault(link["key"], link["partner_id"])
-
-    def participant(role: str, person: Address) -> ParticipantOut:
-        lowered = person.address.strip().lower()
-        normalized = normalize_address(lowered) or lowered
-        contact = contact_by_address.get(normalized) or contact_by_address.get(lowered)
-        partner = next(
-            (
-                partner_by_domain[d]
-                for d in candidate_partner_domains(normalized)
-                if d in partner_by_domain
-            ),
-            None,
-        )
-        return ParticipantOut(
-            role=role,
-            name=person.name,
-            address=person.address,
-            contact_id=contact,
-            partner_id=partner,
-        )
-
-    item = _list_item(row, contact_ids, partner_ids)
-    bcc = _addresses(row["bcc_recipients"])
-    people = [("from", item["from_"])] if item["from_"] else []
-    people += [("to", p) for p in item["to"]] + [("cc", p) for p in item["cc"]]
-    people += [("bcc", p) for p in bcc]
-    attachments = await repository.attachments_of(caller.session, email_id)
-    return EmailDetail.model_validate(
-        {
-            **item,
-            "bcc": bcc,
-            "internet_message_id": row["internet_message_id"],
-            "in_reply_to": row["in_reply_to"],
-            "text_body": row["text_body"],
-            # Stored sanitised; sanitised again here so no writer can put unsafe HTML on
-            # screen (rows also come from the send path and other modules).
-            "html_body": sanitize_html(row["html_body"]) if row["html_body"] else None,
-            "body_truncated": row["body_truncated"],
-            "participants": [participant(role, p) for role, p in people],
-            "attachments": [AttachmentOut.model_validate(dict(a)) for a in attachments],
-            "tracking": Tracking(
-                opens=row["open_count"],
-                clicks=row["click_count"],
-                bounced=row["bounced_at"] is not None or row["status"] == "bounced",
-                bounced_at=row["bounced_at"],
-                first_opened_at=row["first_opened_at"],
-                last_opened_at=row["last_opened_at"],
-            ),
-        }
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class AttachmentContent:
-    filename: str
-    content_type: str
-    content: bytes
-
-
-async def attachment_content(
-    caller: Caller, email_id: UUID, attachment_id: UUID, storage: DocumentStorage
-) -> AttachmentContent:
-    await _visible_email(caller, email_id)
-    row = await repository.attachment_document(caller.session, email_id, attachment_id)
-    if row is None:
-        raise NotFound("No such attachment, or its content is not stored")
-    try:
-        content = await asyncio.to_thread(storage.get, row["storage_key"])
-    except (OSError, ValueError):
-        logger.warning("attachment content missing", extra={"email_id": str(email_id)})
-        raise NotFound("The attachment's content is not available") from None
-    return AttachmentContent(
-        filename=row["filename"] or row["document_filename"] or "attachment",
-        content_type=row["content_type"] or "application/octet-stream",
-        content=content,
-    )

@@ -1,4 +1,4 @@
-"""SQL of stored emails: page-wise upserts, deletion, the timeline and the detail.
+"""SQL that writes stored emails: page-wise upserts and deletion for the sync pipeline.
 
 Writes take a whole sync page per statement (`unnest` of typed arrays), so a page costs a
 handful of round trips whatever its size. RLS scopes every statement to the org.
@@ -14,6 +14,8 @@ from uuid import UUID
 
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.events import notify_sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,12 +34,21 @@ class SentCopy:
     """JSON arrays (a 2-D array cannot go through unnest)."""
 
 
+@dataclass(frozen=True, slots=True)
+class CompletedSend:
+    """A row of ours that a synced copy completed."""
+
+    id: UUID
+    provider_message_id: str
+    occurred_at: datetime
+
+
 async def complete_own_sends(
     session: AsyncSession, account_id: UUID, copies: Sequence[SentCopy]
-) -> list[Any]:
+) -> list[CompletedSend]:
     """Our own outbound rows (written by the send path, provider id still unknown) that
     these synced copies are: fill in the provider ids instead of storing a second row.
-    Returns (id, provider_message_id, occurred_at) of the rows completed."""
+    Returns the rows completed."""
     if not copies:
         return []
     columns = {
@@ -90,7 +101,7 @@ async def complete_own_sends(
         ),
         {"account_id": account_id, **columns},
     )
-    return list(rows.mappings())
+    return [CompletedSend(*row) for row in rows]
 
 
 EMAIL_INSERT_COLUMNS = (
@@ -172,8 +183,21 @@ async def insert_emails(
     return {row[0] for row in rows}
 
 
-async def insert_documents(session: AsyncSession, org_id: UUID, rows: Sequence[Any]) -> None:
-    """PF-11 document rows (id, filename, content_type, size, sha256, storage_key)."""
+@dataclass(frozen=True, slots=True)
+class NewDocument:
+    """A PF-11 document row for stored attachment bytes."""
+
+    id: UUID
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    storage_key: str
+
+
+async def insert_documents(
+    session: AsyncSession, org_id: UUID, rows: Sequence[NewDocument]
+) -> None:
     if not rows:
         return
     await session.execute(
@@ -187,12 +211,12 @@ async def insert_documents(session: AsyncSession, org_id: UUID, rows: Sequence[A
         ),
         {
             "org_id": org_id,
-            "ids": [r[0] for r in rows],
-            "filenames": [r[1] for r in rows],
-            "types": [r[2] for r in rows],
-            "sizes": [r[3] for r in rows],
-            "hashes": [r[4] for r in rows],
-            "keys": [r[5] for r in rows],
+            "ids": [r.id for r in rows],
+            "filenames": [r.filename for r in rows],
+            "types": [r.content_type for r in rows],
+            "sizes": [r.size for r in rows],
+            "hashes": [r.sha256 for r in rows],
+            "keys": [r.storage_key for r in rows],
         },
     )
 
@@ -217,7 +241,7 @@ async def insert_attachments_and_notify(
             "      document_id)"
             " RETURNING 1) "
             "SELECT (SELECT count(*) FROM att),"
-            " (SELECT count(pg_notify('ce_email_events', p))"
+            f" (SELECT count({notify_sql('p')})"
             "  FROM unnest(CAST(:payloads AS text[])) AS p)"
         ),
         {"org_id": org_id, "payloads": payloads, **attachments},
@@ -238,174 +262,3 @@ async def delete_by_provider_ids(
         {"account_id": account_id, "ids": list(provider_ids)},
     )
     return int(result.scalar_one())
-
-
-# --- reading ------------------------------------------------------------------------
-
-LIST_COLUMNS = (
-    "e.id, e.account_id, e.direction, e.status, e.subject, e.snippet, e.from_address, "
-    "e.from_name, e.to_recipients, e.cc_recipients, e.sent_at, e.received_at, e.occurred_at, "
-    "e.has_attachments, e.provider_thread_id, e.internet_message_id"
-)
-DETAIL_COLUMNS = (
-    f"{LIST_COLUMNS}, e.bcc_recipients, e.text_body, e.html_body, e.body_truncated, "
-    "e.in_reply_to, e.open_count, e.click_count, e.first_opened_at, e.last_opened_at, "
-    "e.bounced_at"
-)
-
-
-def _visible(account: str) -> str:
-    """Private mailboxes show to their owner and to org admins only."""
-    return (
-        f"({account}.visibility <> 'private' OR {account}.owner_user_id = :viewer_id "
-        f"OR CAST(:viewer_is_admin AS boolean))"
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class TimelineFilter:
-    contact_id: UUID | None = None
-    partner_id: UUID | None = None
-    account_id: UUID | None = None
-    direction: str | None = None
-
-
-def _conditions(alias: str, account: str, f: TimelineFilter, skip_link: str | None) -> list[str]:
-    conditions = [_visible(account)]
-    if f.account_id is not None:
-        conditions.append(f"{alias}.account_id = :account_id")
-    if f.direction is not None:
-        conditions.append(f"{alias}.direction = :direction")
-    if f.contact_id is not None and skip_link != "contact":
-        conditions.append(
-            f"EXISTS (SELECT 1 FROM ce_email_links lc WHERE lc.email_id = {alias}.id "
-            f"AND lc.contact_id = :contact_id)"
-        )
-    if f.partner_id is not None and skip_link != "partner":
-        conditions.append(
-            f"EXISTS (SELECT 1 FROM ce_email_links lp WHERE lp.email_id = {alias}.id "
-            f"AND lp.partner_id = :partner_id)"
-        )
-    return conditions
-
-
-async def list_emails(
-    session: AsyncSession,
-    f: TimelineFilter,
-    *,
-    viewer_id: UUID,
-    viewer_is_admin: bool,
-    after: tuple[datetime, UUID] | None,
-    limit: int,
-) -> list[Any]:
-    """One timeline page, newest first, keyset on (occurred_at, id).
-
-    The same message in several mailboxes of the org (one internet message id) shows once:
-    the earliest visible copy that passes the filters stands for all of them. A contact or
-    partner timeline walks that contact's / partner's links (an index range scan)."""
-    if f.contact_id is not None:
-        source = (
-            "ce_email_links d JOIN ce_emails e ON e.id = d.email_id AND d.contact_id = :contact_id"
-        )
-        order_time, order_id, skip = "d.occurred_at", "d.email_id", "contact"
-    elif f.partner_id is not None:
-        source = (
-            "ce_email_links d JOIN ce_emails e ON e.id = d.email_id AND d.partner_id = :partner_id"
-        )
-        order_time, order_id, skip = "d.occurred_at", "d.email_id", "partner"
-    else:
-        source = "ce_emails e"
-        order_time, order_id, skip = "e.occurred_at", "e.id", None
-    conditions = _conditions("e", "a", f, skip)
-    duplicate_conditions = " AND ".join(_conditions("e2", "a2", f, None))
-    conditions.append(
-        "NOT (e.internet_message_id IS NOT NULL AND EXISTS ("
-        " SELECT 1 FROM ce_emails e2 JOIN ce_email_accounts a2 ON a2.id = e2.account_id"
-        " WHERE e2.internet_message_id = e.internet_message_id AND e2.id <> e.id"
-        f" AND {duplicate_conditions}"
-        " AND (e2.occurred_at, e2.created_at, e2.id) < (e.occurred_at, e.created_at, e.id)))"
-    )
-    params: dict[str, Any] = {
-        "viewer_id": viewer_id,
-        "viewer_is_admin": viewer_is_admin,
-        "contact_id": f.contact_id,
-        "partner_id": f.partner_id,
-        "account_id": f.account_id,
-        "direction": f.direction,
-        "limit": limit,
-    }
-    if after is not None:
-        conditions.append(f"({order_time}, {order_id}) < (:after_time, :after_id)")
-        params["after_time"], params["after_id"] = after
-    sql = (
-        f"SELECT {LIST_COLUMNS} FROM {source} "
-        "JOIN ce_email_accounts a ON a.id = e.account_id "
-        f"WHERE {' AND '.join(conditions)} "
-        f"ORDER BY {order_time} DESC, {order_id} DESC LIMIT :limit"
-    )
-    used = {k: v for k, v in params.items() if f":{k}" in sql}
-    return list((await session.execute(text(sql), used)).mappings())
-
-
-async def links_of(session: AsyncSession, email_ids: Sequence[UUID]) -> list[Any]:
-    if not email_ids:
-        return []
-    rows = await session.execute(
-        text(
-            "SELECT email_id, contact_id, partner_id FROM ce_email_links "
-            "WHERE email_id = ANY(CAST(:ids AS uuid[])) ORDER BY created_at, id"
-        ),
-        {"ids": list(email_ids)},
-    )
-    return list(rows.mappings())
-
-
-async def get_email(
-    session: AsyncSession, email_id: UUID, *, viewer_id: UUID, viewer_is_admin: bool
-) -> Any | None:
-    row = await session.execute(
-        text(
-            f"SELECT {DETAIL_COLUMNS} FROM ce_emails e "
-            "JOIN ce_email_accounts a ON a.id = e.account_id "
-            f"WHERE e.id = :id AND {_visible('a')}"
-        ),
-        {"id": email_id, "viewer_id": viewer_id, "viewer_is_admin": viewer_is_admin},
-    )
-    return row.mappings().first()
-
-
-async def attachments_of(session: AsyncSession, email_id: UUID) -> list[Any]:
-    rows = await session.execute(
-        text(
-            "SELECT id, filename, content_type, size, is_inline, content_id, document_id "
-            "FROM ce_email_attachments WHERE email_id = :id "
-            "ORDER BY part_index NULLS LAST, created_at, id"
-        ),
-        {"id": email_id},
-    )
-    return list(rows.mappings())
-
-
-async def attachment_document(
-    session: AsyncSession, email_id: UUID, attachment_id: UUID
-) -> Any | None:
-    row = await session.execute(
-        text(
-            "SELECT att.filename, d.filename AS document_filename, d.content_type, d.size, "
-            "d.storage_key FROM ce_email_attachments att "
-            "JOIN documents d ON d.id = att.document_id "
-            "WHERE att.id = :attachment_id AND att.email_id = :email_id"
-        ),
-        {"attachment_id": attachment_id, "email_id": email_id},
-    )
-    return row.mappings().first()
-
-
-async def contact_exists(session: AsyncSession, contact_id: UUID) -> bool:
-    row = await session.execute(text("SELECT 1 FROM contacts WHERE id = :id"), {"id": contact_id})
-    return row.first() is not None
-
-
-async def partner_exists(session: AsyncSession, partner_id: UUID) -> bool:
-    row = await session.execute(text("SELECT 1 FROM partners WHERE id = :id"), {"id": partner_id})
-    return row.first() is not None
