@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import KeysView
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
@@ -35,14 +34,6 @@ class ConnectedAccount:
     sync_cursor: dict[str, Any]
     created_at: datetime
     updated_at: datetime
-
-    # Transitional: sync, send and token refresh still read `account["status"]` (and take
-    # `dict(account)`); remove these two once they read attributes.
-    def __getitem__(self, name: str) -> Any:
-        return getattr(self, name)
-
-    def keys(self) -> KeysView[str]:
-        return {f.name: None for f in fields(self)}.keys()
 
 
 @dataclass(frozen=True)

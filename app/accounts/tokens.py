@@ -63,12 +63,12 @@ class AccountTokenSource:
             return self._token
         async with org_transaction(self._engine, self.org_id) as session:
             row = await repository.get_account(session, self.account_id)
-            if row is None or row["status"] in INACTIVE:
+            if row is None or row.status in INACTIVE:
                 raise AuthRevoked("account needs re-authorisation", provider=None)
             token = await self._vault.get(session, self.account_id, "access_token")
-        if token is None or not self._fresh(row["token_expires_at"]):
+        if token is None or not self._fresh(row.token_expires_at):
             return await self._refresh(stale=token, forced=False)
-        self._token, self._expires_at = token, row["token_expires_at"]
+        self._token, self._expires_at = token, row.token_expires_at
         return token
 
     async def refresh(self) -> str:
@@ -84,7 +84,7 @@ class AccountTokenSource:
             revoked: ProviderError | None = None
             async with org_transaction(self._engine, self.org_id) as session:
                 row = await repository.get_account(session, self.account_id, lock=True)
-                if row is None or row["status"] in INACTIVE:
+                if row is None or row.status in INACTIVE:
                     raise AuthRevoked("account needs re-authorisation")
                 current = await self._vault.get(session, self.account_id, "access_token")
                 # Another worker refreshed while we waited for the row lock (or since we
@@ -93,14 +93,14 @@ class AccountTokenSource:
                 # were read by two statements, and a refresh committed between them gives
                 # the new token with the old expiry.
                 if current is not None and (
-                    current != stale or (not forced and self._fresh(row["token_expires_at"]))
+                    current != stale or (not forced and self._fresh(row.token_expires_at))
                 ):
-                    self._token, self._expires_at = current, row["token_expires_at"]
+                    self._token, self._expires_at = current, row.token_expires_at
                     return current
                 refresh_token = await self._vault.get(session, self.account_id, "refresh_token")
                 try:
                     if not refresh_token:
-                        raise AuthRevoked("no refresh token stored", provider=row["provider"])
+                        raise AuthRevoked("no refresh token stored", provider=row.provider)
                     tokens = await self._oauth.refresh(refresh_token)
                 except ProviderError as exc:
                     # From the token endpoint, a refused grant (invalid_grant) is final.
@@ -115,9 +115,9 @@ class AccountTokenSource:
                     await notify(
                         session,
                         org_id=self.org_id,
-                        user_id=row["owner_user_id"],
+                        user_id=row.owner_user_id,
                         type="email_account_reauth_required",
-                        data={"account_id": str(self.account_id), "provider": row["provider"]},
+                        data={"account_id": str(self.account_id), "provider": row.provider},
                     )
                 else:
                     await self._vault.put(

@@ -40,8 +40,8 @@ from app.context import ServiceContext
 from app.db.rls import org_transaction
 from app.events import publish, synced_payload
 from app.jobs.queue import QUEUE_PRIORITY, enqueue
-from app.messages import repository as messages_repository
 from app.messages.mime import normalise_message_id
+from app.messages.repository import reads as messages_reads
 from app.platform.documents import document_storage
 from app.providers import errors as provider_errors
 from app.providers.base import MailProvider, OutgoingMessage, SentMessage
@@ -169,7 +169,7 @@ async def _record_sent(
 async def _announce(
     session: AsyncSession, org_id: UUID, row: OutboundEmail, occurred_at: datetime
 ) -> None:
-    links = await messages_repository.links_of(session, [row.id])
+    links = await messages_reads.email_links(session, [row.id])
     await publish(
         session,
         synced_payload(
@@ -178,8 +178,8 @@ async def _announce(
             account_id=row.account_id,
             direction="outbound",
             occurred_at=occurred_at,
-            contact_ids=[link["contact_id"] for link in links if link["contact_id"]],
-            partner_ids=[link["partner_id"] for link in links if link["partner_id"]],
+            contact_ids=[link.contact_id for link in links if link.contact_id],
+            partner_ids=[link.partner_id for link in links if link.partner_id],
         ),
     )
 

@@ -25,8 +25,8 @@ from app.auth.deps import Caller
 from app.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, UnprocessableEntity
 from app.matching import repository as matching_repository
 from app.matching.service import link_keys, match_links
-from app.messages import repository as messages_repository
 from app.messages.mime import make_snippet
+from app.messages.repository import reads as messages_reads
 from app.messages.sanitize import html_to_text
 from app.providers.registry import max_send_bytes
 from app.send import repository
@@ -145,7 +145,7 @@ async def create_send(
         if not request.has_recipients and first_address:
             to = [Recipient(address=first_address)]
     if request.partner_id is not None:
-        if not await messages_repository.partner_exists(session, request.partner_id):
+        if not await messages_reads.partner_exists(session, request.partner_id):
             raise NotFound("No such partner")
     if not (to or cc or bcc):
         detail = (
@@ -162,7 +162,7 @@ async def create_send(
     subject = request.subject
     parent = None
     if request.reply_to_email_id is not None:
-        parent = await messages_repository.get_email(
+        parent = await messages_reads.email_detail_row(
             session,
             request.reply_to_email_id,
             viewer_id=caller.user_id,
@@ -171,7 +171,7 @@ async def create_send(
         if parent is None:
             raise NotFound("No such email to reply to")
         if not subject.strip():
-            earlier = parent["subject"] or ""
+            earlier = parent.subject or ""
             subject = earlier if earlier.lower().startswith("re:") else f"Re: {earlier}".strip()
 
     _check_size(str(account.provider), request, subject, docs)
@@ -202,7 +202,7 @@ async def create_send(
             "org_id": caller.org_id,
             "account_id": account.id,
             "internet_message_id": message_id,
-            "in_reply_to": parent["internet_message_id"] if parent is not None else None,
+            "in_reply_to": parent.internet_message_id if parent is not None else None,
             "direction": "outbound",
             "status": "queued",
             "subject": subject,

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from app.accounts.repository import ConnectedAccount
 from app.context import ServiceContext
 from app.db.rls import org_transaction
 from app.messages.store import (
@@ -47,7 +48,7 @@ class SyncRun:
 
     ctx: ServiceContext
     org_id: UUID
-    account: Any
+    account: ConnectedAccount
     """The account row as `app.accounts.repository.get_account` returns it."""
     provider: MailProvider
     since: datetime
@@ -61,7 +62,7 @@ class SyncRun:
 
     @property
     def account_id(self) -> UUID:
-        return UUID(str(self.account["id"]))
+        return self.account.id
 
     async def ingest(self, listing: Listing, phase: str, folder: Folder | None = None) -> None:
         """Fetch what we do not have yet of the listed messages (one fetch per message),
@@ -179,7 +180,7 @@ class SyncRun:
     async def _prepare(self, messages: list[RemoteMessage]) -> PreparedPage:
         pool = parse_pool(self.ctx.settings)
         if pool is not None:
-            owner = {"email_address": self.account["email_address"]}
+            owner = {"email_address": self.account.email_address}
             try:
                 return await asyncio.get_running_loop().run_in_executor(
                     pool, prepare_page_for_transfer, owner, messages, self.body_limit_kb

@@ -180,7 +180,7 @@ async def _act_on_failure(
         # The token refresh marks the account when the grant itself is refused.
         async with org_transaction(ctx.engine, org_id) as session:
             current = await accounts_repository.get_account(session, account_id)
-        grant_refused = current is not None and current["status"] == "reauth_required"
+        grant_refused = current is not None and current.status == "reauth_required"
     action = mailbox_action(error, grant_refused=grant_refused)
     if action.outcome is Outcome.RETRY:
         await _retry_later(ctx, org_id, account_id, action)

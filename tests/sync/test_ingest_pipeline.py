@@ -175,7 +175,8 @@ async def test_a_listing_streams_across_pages_repeats_fetch_once_deletions_wait(
     ctx = app.state.ctx
     account_id = uuid.UUID(account["id"])
     async with org_transaction(ctx.engine, org.id) as session:
-        row = dict(await accounts_repository.get_account(session, account_id))
+        row = await accounts_repository.get_account(session, account_id)
+    assert row is not None
     provider = ctx.account_provider("gmail", org.id, account_id)
     since = datetime.now(UTC) - timedelta(days=30)
     a, b, c = (await provider.list_messages("inbox", since, None)).added

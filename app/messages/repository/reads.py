@@ -6,7 +6,6 @@ to the org.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -182,11 +181,6 @@ async def email_links(session: AsyncSession, email_ids: Sequence[UUID]) -> list[
     return [EmailLink(*row) for row in rows]
 
 
-async def links_of(session: AsyncSession, email_ids: Sequence[UUID]) -> list[dict[str, Any]]:
-    """`email_links` as mappings, for the send path until it reads attributes."""
-    return [dataclasses.asdict(link) for link in await email_links(session, email_ids)]
-
-
 async def email_detail_row(
     session: AsyncSession, email_id: UUID, *, viewer_id: UUID, viewer_is_admin: bool
 ) -> EmailDetailRow | None:
@@ -201,16 +195,6 @@ async def email_detail_row(
     )
     row = result.first()
     return EmailDetailRow(*row) if row is not None else None
-
-
-async def get_email(
-    session: AsyncSession, email_id: UUID, *, viewer_id: UUID, viewer_is_admin: bool
-) -> dict[str, Any] | None:
-    """`email_detail_row` as a mapping, for the send path until it reads attributes."""
-    row = await email_detail_row(
-        session, email_id, viewer_id=viewer_id, viewer_is_admin=viewer_is_admin
-    )
-    return dataclasses.asdict(row) if row is not None else None
 
 
 @dataclass(frozen=True, slots=True)
