@@ -128,7 +128,7 @@ def sandbox(
     import uvicorn
 
     from app.logs import configure_logging
-    from app.sandbox import create_standalone_app
+    from sandbox import create_standalone_app
 
     settings = get_settings()
     if settings.is_production:

@@ -179,7 +179,7 @@ def create_app(
     register_tracking_routes(app)
 
     if settings.ce_sandbox:
-        from app.sandbox import SandboxState, create_sandbox_app
+        from sandbox import SandboxState, create_sandbox_app
 
         def push_client() -> httpx.AsyncClient:
             return httpx.AsyncClient(transport=app.state.http_transport, timeout=10)

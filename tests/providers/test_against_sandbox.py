@@ -25,7 +25,7 @@ from app.providers.errors import AuthRevoked, CursorExpired
 from app.providers.http import RetryPolicy, calls_by, message_fetches
 from app.providers.oauth import OAuthTokenSource
 from app.providers.registry import get_oauth_client, get_provider
-from app.sandbox import SandboxState, create_standalone_app
+from sandbox import SandboxState, create_standalone_app
 
 from .provider_helpers import RecordingSleep
 

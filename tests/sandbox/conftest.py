@@ -7,7 +7,7 @@ import pytest
 import pytest_asyncio
 
 from app.config import Settings
-from app.sandbox import SandboxState, create_standalone_app
+from sandbox import SandboxState, create_standalone_app
 
 from .sandbox_helpers import BASE_URL, FakeClock, PushReceiver, Sandbox
 

@@ -22,7 +22,7 @@ from googleapiclient.discovery import build_from_document
 from googleapiclient.http import MediaIoBaseUpload
 
 from app.config import Settings
-from app.sandbox import SandboxState, create_standalone_app
+from sandbox import SandboxState, create_standalone_app
 
 from .sandbox_helpers import (
     GMAIL_API,

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.sandbox import SandboxState, create_sandbox_app
+from sandbox import SandboxState, create_sandbox_app
 
 from .sandbox_helpers import (
     GRAPH_API,

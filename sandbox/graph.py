@@ -19,20 +19,20 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from app.sandbox import graph_wire as wire
-from app.sandbox import mime
-from app.sandbox.dispatch import inner_client, sandbox_base
-from app.sandbox.errors import (
+from sandbox import graph_wire as wire
+from sandbox import mime
+from sandbox.dispatch import inner_client, sandbox_base
+from sandbox.errors import (
     SandboxError,
     graph_bad_request,
     graph_error,
     graph_not_found,
     graph_unauthenticated,
 )
-from app.sandbox.gate import ApiCall, bearer, get_state, graph_api
-from app.sandbox.oauth import display_name
-from app.sandbox.push import validate_endpoint
-from app.sandbox.state import (
+from sandbox.gate import ApiCall, bearer, get_state, graph_api
+from sandbox.oauth import display_name
+from sandbox.push import validate_endpoint
+from sandbox.state import (
     Folder,
     Mailbox,
     StoredMessage,

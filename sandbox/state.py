@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
-from app.sandbox import mime
+from sandbox import mime
 
 if TYPE_CHECKING:
     from app.config import Settings
 
-logger = logging.getLogger("app.sandbox")
+logger = logging.getLogger("sandbox")
 
 Provider = Literal["gmail", "outlook"]
 PROVIDERS: tuple[Provider, ...] = ("gmail", "outlook")
@@ -593,7 +593,7 @@ class SandboxState:
 
     def notify(self, provider: Provider, box: Mailbox, records: list[ChangeRecord]) -> None:
         """Fire the pushes a real provider would send for these changes (in the background)."""
-        from app.sandbox import push  # the push module renders wire payloads
+        from sandbox import push  # the push module renders wire payloads
 
         if not records or self.settings is None:
             return

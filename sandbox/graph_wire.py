@@ -18,10 +18,10 @@ from typing import Any
 
 from fastapi import Request
 
-from app.sandbox import mime
-from app.sandbox.errors import graph_bad_request, graph_error, graph_not_found
-from app.sandbox.oauth import display_name
-from app.sandbox.state import Folder, Mailbox, ProviderState, StoredMessage, graph_user_id
+from sandbox import mime
+from sandbox.errors import graph_bad_request, graph_error, graph_not_found
+from sandbox.oauth import display_name
+from sandbox.state import Folder, Mailbox, ProviderState, StoredMessage, graph_user_id
 
 WELL_KNOWN_FOLDERS: dict[str, Folder] = {"inbox": "inbox", "sentitems": "sent", "drafts": "drafts"}
 FOLDER_NAMES: dict[Folder, str] = {"inbox": "Inbox", "sent": "Sent Items", "drafts": "Drafts"}

@@ -15,14 +15,14 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import Request
 
-from app.sandbox.errors import (
+from sandbox.errors import (
     SandboxError,
     google_error,
     google_unauthenticated,
     graph_error,
     graph_unauthenticated,
 )
-from app.sandbox.state import (
+from sandbox.state import (
     Fault,
     Mailbox,
     Provider,

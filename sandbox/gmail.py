@@ -17,16 +17,16 @@ from urllib.parse import parse_qsl, unquote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from app.sandbox import mime
-from app.sandbox.dispatch import inner_client, sandbox_base
-from app.sandbox.errors import (
+from sandbox import mime
+from sandbox.dispatch import inner_client, sandbox_base
+from sandbox.errors import (
     SandboxError,
     google_bad_request,
     google_error,
     google_not_found,
     handle_sandbox_error,
 )
-from app.sandbox.gate import (
+from sandbox.gate import (
     ApiCall,
     admit_call,
     bearer_of,
@@ -35,14 +35,14 @@ from app.sandbox.gate import (
     gmail_api,
     query_list,
 )
-from app.sandbox.multipart import (
+from sandbox.multipart import (
     boundary_of,
     parse_batch_part,
     render_batch_response,
     split_head,
     split_parts,
 )
-from app.sandbox.state import (
+from sandbox.state import (
     ChangeRecord,
     Folder,
     GmailWatch,

@@ -11,11 +11,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from app.sandbox import mime
-from app.sandbox.errors import SandboxError
-from app.sandbox.gate import get_state
-from app.sandbox.oauth import provider_of
-from app.sandbox.state import FAULT_KINDS, ChangeRecord, Fault, Folder
+from sandbox import mime
+from sandbox.errors import SandboxError
+from sandbox.gate import get_state
+from sandbox.oauth import provider_of
+from sandbox.state import FAULT_KINDS, ChangeRecord, Fault, Folder
 
 router = APIRouter()
 

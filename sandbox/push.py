@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from app.sandbox.state import (
+from sandbox.state import (
     ChangeRecord,
     Mailbox,
     SandboxState,
@@ -30,7 +30,7 @@ from app.sandbox.state import (
     graph_user_id,
 )
 
-logger = logging.getLogger("app.sandbox.push")
+logger = logging.getLogger("sandbox.push")
 
 _CHANGE_TYPES = {"added": "created", "updated": "updated", "deleted": "deleted"}
 _GRAPH_BATCH = 100

@@ -21,9 +21,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from app.sandbox.errors import SandboxError, aad_error, google_token_error
-from app.sandbox.gate import get_state
-from app.sandbox.state import (
+from sandbox.errors import SandboxError, aad_error, google_token_error
+from sandbox.gate import get_state
+from sandbox.state import (
     AUTH_CODE_LIFETIME_SECONDS,
     DEFAULT_MAILBOX,
     PROVIDERS,

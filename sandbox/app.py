@@ -10,10 +10,10 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import Settings
-from app.sandbox import control, gmail, graph, oauth
-from app.sandbox.errors import SandboxError, handle_sandbox_error
-from app.sandbox.gate import GRAPH_USER_SCOPE_KEY
-from app.sandbox.state import SandboxState
+from sandbox import control, gmail, graph, oauth
+from sandbox.errors import SandboxError, handle_sandbox_error
+from sandbox.gate import GRAPH_USER_SCOPE_KEY
+from sandbox.state import SandboxState
 
 SANDBOX_PREFIX = "/_sandbox"
 
