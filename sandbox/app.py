@@ -9,13 +9,14 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.config import Settings
-from sandbox import control, gmail, graph, oauth
+import sandbox.control as control
+import sandbox.gmail as gmail
+import sandbox.graph as graph
+import sandbox.oauth as oauth
+from sandbox.config import SANDBOX_PREFIX, SandboxConfig
 from sandbox.errors import SandboxError, handle_sandbox_error
 from sandbox.gate import GRAPH_USER_SCOPE_KEY
 from sandbox.state import SandboxState
-
-SANDBOX_PREFIX = "/_sandbox"
 
 _GRAPH_SEGMENTS = {
     name.lower(): name
@@ -79,10 +80,11 @@ class GraphPathMiddleware:
         await self.app(scope, receive, send)
 
 
-def create_sandbox_app(settings: Settings, state: SandboxState | None = None) -> FastAPI:
-    """The fake providers; the service mounts it at `/_sandbox` when CE_SANDBOX=1."""
+def create_sandbox_app(config: SandboxConfig, state: SandboxState | None = None) -> FastAPI:
+    """The fake providers, routes relative to the sandbox root: a host mounts it at
+    `SANDBOX_PREFIX` (the service does when CE_SANDBOX=1). `state.sandbox` is the state."""
     state = state or SandboxState()
-    state.settings = settings
+    state.config = config
     app = FastAPI(
         title="ce-email provider sandbox",
         docs_url=None,
@@ -97,9 +99,9 @@ def create_sandbox_app(settings: Settings, state: SandboxState | None = None) ->
     return app
 
 
-def create_standalone_app(settings: Settings, state: SandboxState | None = None) -> FastAPI:
+def create_standalone_app(config: SandboxConfig, state: SandboxState | None = None) -> FastAPI:
     """`ce-email sandbox`: the same sandbox under `/_sandbox`, so every path is identical."""
-    sandbox = create_sandbox_app(settings, state)
+    sandbox = create_sandbox_app(config, state)
     parent = FastAPI(title="ce-email provider sandbox", docs_url=None, redoc_url=None)
     parent.state.sandbox = sandbox.state.sandbox
 

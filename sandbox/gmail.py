@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, unquote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from sandbox import mime
+import sandbox.mime as mime
 from sandbox.dispatch import inner_client, sandbox_base
 from sandbox.errors import (
     SandboxError,
@@ -35,6 +35,7 @@ from sandbox.gate import (
     gmail_api,
     query_list,
 )
+from sandbox.model import ChangeRecord, Folder, GmailWatch, StoredMessage, Token
 from sandbox.multipart import (
     boundary_of,
     parse_batch_part,
@@ -42,15 +43,7 @@ from sandbox.multipart import (
     split_head,
     split_parts,
 )
-from sandbox.state import (
-    ChangeRecord,
-    Folder,
-    GmailWatch,
-    ProviderState,
-    SandboxState,
-    StoredMessage,
-    Token,
-)
+from sandbox.state import ProviderState, SandboxState
 
 router = APIRouter()
 

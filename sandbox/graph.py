@@ -19,8 +19,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
-from sandbox import graph_wire as wire
-from sandbox import mime
+import sandbox.graph_wire as wire
+import sandbox.mime as mime
 from sandbox.dispatch import inner_client, sandbox_base
 from sandbox.errors import (
     SandboxError,
@@ -30,9 +30,7 @@ from sandbox.errors import (
     graph_unauthenticated,
 )
 from sandbox.gate import ApiCall, bearer, get_state, graph_api
-from sandbox.oauth import display_name
-from sandbox.push import validate_endpoint
-from sandbox.state import (
+from sandbox.model import (
     Folder,
     Mailbox,
     StoredMessage,
@@ -40,6 +38,7 @@ from sandbox.state import (
     UploadSession,
     graph_user_id,
 )
+from sandbox.oauth import display_name
 
 router = APIRouter()
 
@@ -757,7 +756,7 @@ def _expiration(call: ApiCall, raw: Any) -> float:
         raise graph_bad_request(
             "expirationDateTime is not a valid date.", code="InvalidRequest"
         ) from exc
-    maximum = call.state.settings.sandbox_subscription_max_minutes if call.state.settings else 10080
+    maximum = call.state.require_config().subscription_max_minutes
     now = call.state.clock()
     if when <= now:
         raise graph_bad_request(
@@ -804,7 +803,7 @@ async def create_subscription(request: Request, call: ApiCall = Depends(graph_ap
     expiration = _expiration(call, body.get("expirationDateTime"))
     lifecycle = body.get("lifecycleNotificationUrl")
     for endpoint in [url, *([lifecycle] if lifecycle else [])]:
-        if not await validate_endpoint(call.state, str(endpoint)):
+        if not await call.state.pushes.validate_endpoint(str(endpoint)):
             raise _validation_failed()
     sub = Subscription(
         id=str(uuid.uuid4()),

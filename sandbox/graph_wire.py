@@ -18,10 +18,11 @@ from typing import Any
 
 from fastapi import Request
 
-from sandbox import mime
+import sandbox.mime as mime
 from sandbox.errors import graph_bad_request, graph_error, graph_not_found
+from sandbox.model import Folder, Mailbox, StoredMessage, graph_user_id
 from sandbox.oauth import display_name
-from sandbox.state import Folder, Mailbox, ProviderState, StoredMessage, graph_user_id
+from sandbox.state import ProviderState
 
 WELL_KNOWN_FOLDERS: dict[str, Folder] = {"inbox": "inbox", "sentitems": "sent", "drafts": "drafts"}
 FOLDER_NAMES: dict[Folder, str] = {"inbox": "Inbox", "sent": "Sent Items", "drafts": "Drafts"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -189,9 +190,7 @@ async def test_faults_can_target_one_mailbox(sandbox: Sandbox) -> None:
 
 @pytest.mark.asyncio
 async def test_gmail_quota_units_per_minute(sandbox: Sandbox) -> None:
-    sandbox.state.settings = sandbox.settings.model_copy(
-        update={"sandbox_gmail_units_per_minute": 12}
-    )
+    sandbox.state.config = replace(sandbox.state.require_config(), gmail_units_per_minute=12)
     headers = bearer(await connect(sandbox, "gmail"))
     message_id = await seed(sandbox, "gmail", make_message())
     url = f"{GMAIL_API}/messages/{message_id}"
@@ -276,9 +275,7 @@ async def test_graph_batch_inner_requests_are_throttled_individually(sandbox: Sa
 
 @pytest.mark.asyncio
 async def test_graph_mailbox_concurrency_cap(sandbox: Sandbox) -> None:
-    sandbox.state.settings = sandbox.settings.model_copy(
-        update={"sandbox_graph_max_concurrency": 2}
-    )
+    sandbox.state.config = replace(sandbox.state.require_config(), graph_max_concurrency=2)
     sandbox.state.latency_seconds = 0.05
     headers = bearer(await connect(sandbox, "outlook"))
     responses = await asyncio.gather(

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from app.sandbox_mount import sandbox_config
 from sandbox import SandboxState, create_sandbox_app
 
 from .sandbox_helpers import (
@@ -603,7 +604,7 @@ async def test_users_path_and_unmounted_links(sandbox: Sandbox, settings: Any) -
 
     # The bare sandbox app (no /_sandbox mount) builds links on its own base.
     state = SandboxState()
-    bare = create_sandbox_app(settings, state)
+    bare = create_sandbox_app(sandbox_config(settings), state)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=bare), base_url="http://sandbox.test"
     ) as client:
