@@ -88,7 +88,8 @@ async def _body_json(request: Request, call: ApiCall) -> dict[str, Any]:
         raise graph_bad_request("Unable to read JSON request payload.") from exc
     if not isinstance(body, dict):
         raise graph_bad_request("Unable to read JSON request payload.")
-    return body
+    named: dict[str, Any] = wire.canonical_names(body)
+    return named
 
 
 def _message(call: ApiCall, message_id: str) -> StoredMessage:
@@ -465,7 +466,7 @@ async def create_upload_session(
     request: Request, message_id: str, call: ApiCall = Depends(graph_api)
 ) -> Response:
     _draft(call, message_id)
-    item = (await _body_json(request, call)).get("AttachmentItem") or {}
+    item = (await _body_json(request, call)).get("attachmentItem") or {}
     size, name = item.get("size"), item.get("name")
     if (
         item.get("attachmentType", "file") != "file"

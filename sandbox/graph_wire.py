@@ -175,6 +175,51 @@ def page_size(request: Request, prefer: Prefer, default: int = DEFAULT_PAGE) -> 
     return min(prefer.max_page_size or default, MAX_TOP)
 
 
+# --------------------------------------------------------------------------- request bodies
+
+_REQUEST_PROPERTIES = (
+    *MESSAGE_PROPERTIES,
+    # actions: sendMail, createReply, createUploadSession
+    "message",
+    "saveToSentItems",
+    "comment",
+    "attachmentItem",
+    "attachmentType",
+    # inside messages: recipients, bodies, headers, attachments
+    "emailAddress",
+    "address",
+    "name",
+    "contentType",
+    "content",
+    "value",
+    "attachments",
+    "contentBytes",
+    "contentId",
+    "isInline",
+    "size",
+    # subscriptions
+    "resource",
+    "changeType",
+    "notificationUrl",
+    "lifecycleNotificationUrl",
+    "clientState",
+    "expirationDateTime",
+)
+_REQUEST_NAMES = {name.lower(): name for name in _REQUEST_PROPERTIES}
+
+
+def canonical_names(value: Any) -> Any:
+    """Graph reads JSON property names in any case, and Microsoft's SDKs send action
+    parameters in PascalCase (`{"Message": ..., "SaveToSentItems": true}`): every property
+    the sandbox reads gets the camelCase spelling it looks up, at any depth. Other names
+    (annotations such as `@odata.type`, unknown properties) are left as they came."""
+    if isinstance(value, dict):
+        return {_REQUEST_NAMES.get(k.lower(), k): canonical_names(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [canonical_names(item) for item in value]
+    return value
+
+
 # --------------------------------------------------------------------------- folders
 
 
