@@ -3,7 +3,8 @@
 In order: the bearer token (401), the counters, the concurrency cap (Graph, optionally
 Gmail), the injected faults that apply to any call, the Gmail per-user quota, latency.
 Faults specific to one endpoint (`expire_cursor`, `delete_before_get`, `duplicate_page`)
-are taken by that endpoint with `ApiCall.take_fault`.
+are taken by that endpoint with `ApiCall.take_fault`; `skip_changes` and `drop_push` by the
+state, when a message arrives and when a push is due.
 """
 
 from __future__ import annotations

@@ -677,7 +677,8 @@ async def send_draft(message_id: str, call: ApiCall = Depends(graph_api)) -> Res
     message.draft = None
     message.is_read = True
     message.sent_ms = now_ms
-    records = call.mailbox.move(message, "sent", received_ms=now_ms)
+    lost = call.state.loses_change("outlook", call.mailbox, "sent")
+    records = call.mailbox.move(message, "sent", received_ms=now_ms, in_change_feed=not lost)
     call.mailbox.sent_log.append((message.id, message.raw))
     call.state.notify("outlook", call.mailbox, records)
     return Response(status_code=202)

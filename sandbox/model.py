@@ -36,6 +36,8 @@ FAULT_KINDS = frozenset(
         "delete_before_get",
         "duplicate_page",
         "slow",
+        "skip_changes",
+        "drop_push",
     }
 )
 TOKEN_MARKER = "SANDBOXTOKEN"
@@ -165,12 +167,15 @@ class Mailbox:
 
     # -- writes (each returns the change it recorded)
 
-    def _record(self, kind: ChangeKind, message: StoredMessage) -> ChangeRecord:
+    def _record(
+        self, kind: ChangeKind, message: StoredMessage, *, in_change_feed: bool = True
+    ) -> ChangeRecord:
         self.seq += 1
         labels = tuple(message.gmail_labels)
         record = ChangeRecord(self.seq, kind, message.id, message.thread_id, message.folder, labels)
-        self.log.append(record)
-        self.folder_logs[message.folder].append(record)
+        if in_change_feed:
+            self.log.append(record)
+            self.folder_logs[message.folder].append(record)
         return record
 
     def _index_add(self, message: StoredMessage) -> None:
@@ -183,14 +188,17 @@ class Mailbox:
             if position < len(index) and index[position] == message.index_entry:
                 del index[position]
 
-    def add(self, message: StoredMessage) -> ChangeRecord:
+    def add(self, message: StoredMessage, *, in_change_feed: bool = True) -> ChangeRecord:
+        """`in_change_feed=False` (the `skip_changes` fault): the message is listed and
+        fetched as usual, but its addition never shows in history / delta change rounds,
+        while the cursor still moves past it, as when a provider's change feed loses one."""
         message.seq = self.seq + 1
         message.history_id = message.seq
         self.messages[message.id] = message
         self._index_add(message)
         if message.message_id_header:
             self.thread_by_message_id.setdefault(message.message_id_header, message.thread_id)
-        return self._record("added", message)
+        return self._record("added", message, in_change_feed=in_change_feed)
 
     def remove(self, message_id: str) -> ChangeRecord | None:
         message = self.messages.pop(message_id, None)
@@ -207,7 +215,12 @@ class Mailbox:
         return record
 
     def move(
-        self, message: StoredMessage, folder: Folder, *, received_ms: int | None = None
+        self,
+        message: StoredMessage,
+        folder: Folder,
+        *,
+        received_ms: int | None = None,
+        in_change_feed: bool = True,
     ) -> list[ChangeRecord]:
         """Move keeping the id (Graph immutable ids): a deletion here, an addition there."""
         self._index_remove(message)
@@ -219,7 +232,7 @@ class Mailbox:
         message.history_id = message.seq
         message.change_key += 1
         self._index_add(message)
-        return [removed, self._record("added", message)]
+        return [removed, self._record("added", message, in_change_feed=in_change_feed)]
 
     def trim_log(self, max_records: int) -> None:
         """Forget the oldest changes; cursors older than what is kept expire."""

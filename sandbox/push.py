@@ -1,8 +1,8 @@
 """Push notifications: Gmail through a simulated Pub/Sub push subscription, Graph webhooks.
 
 This module renders what a provider would push for some changes (`gmail_push`,
-`graph_pushes`) and delivers it (`PushOutbox`); the state decides which pushes leave.
-Deliveries run in background tasks (a seed request never waits for
+`graph_pushes`) and delivers it (`PushOutbox`); the state decides which pushes leave (the
+`drop_push` fault). Deliveries run in background tasks (a seed request never waits for
 them), one after the other in the order the changes happened. Failures are logged without
 content (URLs lose their query, which carries the push secret) and otherwise ignored, like
 a real provider that gives up.

@@ -251,11 +251,18 @@ class SandboxState:
         )
         if provider == "gmail":
             message.gmail_snippet = (raw, mime.gmail_snippet(mime.Parsed(raw)))
-        record = box.add(message)
+        record = box.add(message, in_change_feed=not self.loses_change(provider, box, folder))
         box.trim_log(self.max_log_records)
         if notify:
             self.notify(provider, box, [record])
         return message, record
+
+    def loses_change(self, provider: Provider, box: Mailbox, folder: Folder) -> bool:
+        """Whether a message arriving in `folder` now is one a `skip_changes` fault takes
+        out of the change feed (drafts do not count: they are not mail arriving)."""
+        if folder == "drafts":
+            return False
+        return self.provider(provider).take_fault("skip_changes", box.address) is not None
 
     def delete_message(self, provider: Provider, address: str, message_id: str) -> bool:
         box = self.provider(provider).mailbox(address, create=False)
@@ -296,7 +303,8 @@ class SandboxState:
     # -- push delivery
 
     def notify(self, provider: Provider, box: Mailbox, records: list[ChangeRecord]) -> None:
-        """Fire the pushes a real provider would send for these changes (in the background)."""
+        """Fire the pushes a real provider would send for these changes (in the background),
+        less those a `drop_push` fault swallows."""
         if not records or self.config is None:
             return
         pstate = self.provider(provider)
@@ -307,7 +315,8 @@ class SandboxState:
             subscriptions = pstate.subscriptions.values()
             pushes = graph_pushes(self.tenant_id, subscriptions, box, records, self.clock())
         for push in pushes:
-            self.pushes.send(push)
+            if pstate.take_fault("drop_push", box.address) is None:
+                self.pushes.send(push)
 
     async def drain_pushes(self) -> None:
         """Wait until every scheduled push has been delivered (or has failed)."""
