@@ -12,6 +12,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import sandbox.control as control
 import sandbox.gmail as gmail
 import sandbox.graph as graph
+import sandbox.graph_compose as graph_compose
+import sandbox.graph_subscriptions as graph_subscriptions
 import sandbox.oauth as oauth
 from sandbox.config import SANDBOX_PREFIX, SandboxConfig
 from sandbox.errors import SandboxError, handle_sandbox_error
@@ -93,8 +95,8 @@ def create_sandbox_app(config: SandboxConfig, state: SandboxState | None = None)
     )
     app.state.sandbox = state
     app.add_exception_handler(SandboxError, handle_sandbox_error)
-    for router in (oauth.router, gmail.router, graph.router, control.router):
-        app.include_router(router)
+    for module in (oauth, gmail, graph, graph_compose, graph_subscriptions, control):
+        app.include_router(module.router)
     app.add_middleware(GraphPathMiddleware)
     return app
 
