@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 import sandbox.control as control
 import sandbox.gmail as gmail
+import sandbox.gmail_send as gmail_send
 import sandbox.graph as graph
 import sandbox.graph_compose as graph_compose
 import sandbox.graph_subscriptions as graph_subscriptions
@@ -95,7 +96,7 @@ def create_sandbox_app(config: SandboxConfig, state: SandboxState | None = None)
     )
     app.state.sandbox = state
     app.add_exception_handler(SandboxError, handle_sandbox_error)
-    for module in (oauth, gmail, graph, graph_compose, graph_subscriptions, control):
+    for module in (oauth, gmail, gmail_send, graph, graph_compose, graph_subscriptions, control):
         app.include_router(module.router)
     app.add_middleware(GraphPathMiddleware)
     return app
