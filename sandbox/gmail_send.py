@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +17,7 @@ from sandbox.dispatch import sandbox_base
 from sandbox.errors import google_bad_request, google_error, google_not_found
 from sandbox.gate import ApiCall, get_state, gmail_api
 from sandbox.gmail_wire import QUOTA, USERS, answer, read_body
-from sandbox.model import Token
+from sandbox.model import ResumableUpload
 from sandbox.multipart import boundary_of, split_head, split_parts
 
 router = APIRouter()
@@ -64,14 +63,6 @@ async def send_message(
 ) -> Response:
     body = await read_body(request)
     return _send(call, _decode_raw(body.get("raw")), body.get("threadId"))
-
-
-@dataclass(slots=True)
-class ResumableUpload:
-    token: Token
-    thread_id: str | None
-    total: int | None
-    data: bytearray = field(default_factory=bytearray)
 
 
 @router.post(UPLOAD)

@@ -334,3 +334,13 @@ class UploadSession:
     content_id: str | None
     expires_at: float
     received: bytearray = field(default_factory=bytearray)
+
+
+@dataclass(slots=True)
+class ResumableUpload:
+    """A Gmail resumable upload of a message to send: the upload id is its credential."""
+
+    token: Token
+    thread_id: str | None
+    total: int | None
+    data: bytearray = field(default_factory=bytearray)

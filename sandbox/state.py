@@ -17,7 +17,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from email.message import Message
-from typing import Any, Literal
+from typing import Literal
 
 import sandbox.mime as mime
 from sandbox.config import SandboxConfig
@@ -30,6 +30,7 @@ from sandbox.model import (
     Grant,
     Mailbox,
     Provider,
+    ResumableUpload,
     StoredMessage,
     Subscription,
     Token,
@@ -53,7 +54,7 @@ class ProviderState:
         self.faults: list[Fault] = []
         self.subscriptions: dict[str, Subscription] = {}
         self.upload_sessions: dict[str, UploadSession] = {}
-        self.resumable_uploads: dict[str, Any] = {}
+        self.resumable_uploads: dict[str, ResumableUpload] = {}
         self._next_id = 0
         self._parsed: OrderedDict[tuple[str, int], mime.Parsed] = OrderedDict()
 
@@ -111,11 +112,6 @@ class ProviderState:
                     self.faults.remove(fault)
                 return fault
         return None
-
-    def has_fault(self, kind: str, mailbox: str | None) -> bool:
-        return any(
-            f.kind == kind and (f.mailbox is None or f.mailbox == mailbox) for f in self.faults
-        )
 
 
 # --------------------------------------------------------------------------- the sandbox
