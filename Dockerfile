@@ -4,6 +4,7 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md alembic.ini ./
 COPY app ./app
+COPY sandbox ./sandbox
 COPY migrations ./migrations
 COPY sql ./sql
 RUN pip install --no-cache-dir --prefix=/install .

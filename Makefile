@@ -25,7 +25,7 @@ run: install
 	CE_SANDBOX=$(CE_SANDBOX) $(BIN)/ce-email serve --migrate --with-worker --host $(HOST) --port $(PORT)
 
 lint: install
-	$(BIN)/ruff check app tests migrations bench
+	$(BIN)/ruff check app sandbox tests migrations bench
 
 test: install lint
 	$(BIN)/pytest -q

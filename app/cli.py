@@ -128,14 +128,14 @@ def sandbox(
     import uvicorn
 
     from app.logs import configure_logging
-    from app.sandbox import create_standalone_app
+    from app.sandbox_mount import standalone_sandbox_app
 
     settings = get_settings()
     if settings.is_production:
         _fail("the sandbox is refused when CE_ENV=production")
     configure_logging(settings.log_level)
     uvicorn.run(
-        create_standalone_app(settings), host=host, port=port, access_log=False, log_config=None
+        standalone_sandbox_app(settings), host=host, port=port, access_log=False, log_config=None
     )
 
 

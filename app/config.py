@@ -95,7 +95,8 @@ class Settings(BaseSettings):
     """Processes that parse synced mail beside the event loop (0: parse in it, yielding
     between messages). Worth it when a core is otherwise idle during a sync."""
 
-    # Sandbox knobs (only read when CE_SANDBOX=1 or `ce-email sandbox`)
+    # Sandbox knobs (only read when CE_SANDBOX=1 or `ce-email sandbox`; app/sandbox_mount.py
+    # hands them to the sandbox in its SandboxConfig)
     sandbox_subscription_max_minutes: int = 10080
     sandbox_gmail_units_per_minute: int = 15000
     sandbox_graph_max_concurrency: int = 4

@@ -31,6 +31,7 @@ from app.messages.endpoints import router as email_router
 from app.observability.endpoints import router as metrics_router
 from app.observability.metrics import install as install_metrics
 from app.openapi import install_openapi
+from app.sandbox_mount import mount_sandbox
 from app.send.endpoints import router as send_router
 from app.settings.endpoints import router as settings_router
 from app.sync.endpoints import sync_router, webhooks_router
@@ -176,14 +177,8 @@ def create_app(
     app.include_router(send_router)
     app.include_router(tracking_router)
 
-    if settings.ce_sandbox:
-        from app.sandbox import SandboxState, create_sandbox_app
+    def sandbox_push_client() -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=app.state.http_transport, timeout=10)
 
-        def push_client() -> httpx.AsyncClient:
-            return httpx.AsyncClient(transport=app.state.http_transport, timeout=10)
-
-        app.mount(
-            "/_sandbox",
-            create_sandbox_app(settings, SandboxState(push_client_factory=push_client)),
-        )
+    mount_sandbox(app, settings, push_client_factory=sandbox_push_client)
     return app

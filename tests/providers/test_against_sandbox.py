@@ -25,7 +25,8 @@ from app.providers.errors import AuthRevoked, CursorExpired
 from app.providers.http import RetryPolicy, calls_by, message_fetches
 from app.providers.oauth import OAuthTokenSource
 from app.providers.registry import get_oauth_client, get_provider
-from app.sandbox import SandboxState, create_standalone_app
+from app.sandbox_mount import standalone_sandbox_app
+from sandbox import SandboxState
 
 from .provider_helpers import RecordingSleep
 
@@ -163,7 +164,7 @@ async def sandbox() -> AsyncIterator[Sandbox]:
     state = SandboxState(
         push_client_factory=lambda: httpx.AsyncClient(transport=httpx.MockTransport(receiver))
     )
-    app = create_standalone_app(settings, state)
+    app = standalone_sandbox_app(settings, state)
     sleep = RecordingSleep()
     policy = RetryPolicy.from_settings(settings, sleep=sleep)
     async with httpx.AsyncClient(

@@ -7,7 +7,8 @@ import pytest
 import pytest_asyncio
 
 from app.config import Settings
-from app.sandbox import SandboxState, create_standalone_app
+from app.sandbox_mount import standalone_sandbox_app
+from sandbox import SandboxState
 
 from .sandbox_helpers import BASE_URL, FakeClock, PushReceiver, Sandbox
 
@@ -22,7 +23,7 @@ async def sandbox(settings: Settings) -> AsyncIterator[Sandbox]:
     clock = FakeClock()
     receiver = PushReceiver()
     state = SandboxState(push_client_factory=receiver.client, clock=clock)
-    app = create_standalone_app(settings, state)
+    app = standalone_sandbox_app(settings, state)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
         yield Sandbox(client, state, settings, clock, receiver)

@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from app.config import Settings
-from app.sandbox import SandboxState
+from sandbox import SandboxState
 
 BASE_URL = "http://127.0.0.1:8000"
 SANDBOX = "/_sandbox"

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -189,9 +193,7 @@ async def test_faults_can_target_one_mailbox(sandbox: Sandbox) -> None:
 
 @pytest.mark.asyncio
 async def test_gmail_quota_units_per_minute(sandbox: Sandbox) -> None:
-    sandbox.state.settings = sandbox.settings.model_copy(
-        update={"sandbox_gmail_units_per_minute": 12}
-    )
+    sandbox.state.config = replace(sandbox.state.require_config(), gmail_units_per_minute=12)
     headers = bearer(await connect(sandbox, "gmail"))
     message_id = await seed(sandbox, "gmail", make_message())
     url = f"{GMAIL_API}/messages/{message_id}"
@@ -276,9 +278,7 @@ async def test_graph_batch_inner_requests_are_throttled_individually(sandbox: Sa
 
 @pytest.mark.asyncio
 async def test_graph_mailbox_concurrency_cap(sandbox: Sandbox) -> None:
-    sandbox.state.settings = sandbox.settings.model_copy(
-        update={"sandbox_graph_max_concurrency": 2}
-    )
+    sandbox.state.config = replace(sandbox.state.require_config(), graph_max_concurrency=2)
     sandbox.state.latency_seconds = 0.05
     headers = bearer(await connect(sandbox, "outlook"))
     responses = await asyncio.gather(
@@ -302,3 +302,153 @@ async def test_graph_mailbox_concurrency_cap(sandbox: Sandbox) -> None:
         (await sandbox.client.get(f"{GRAPH_API}/me", headers=headers)).status_code for _ in range(5)
     ]
     assert sequential == [200] * 5
+
+
+# ------------------------------------------------------------------- lost changes and pushes
+
+
+async def _history_ids(sandbox: Sandbox, headers: dict[str, str], start: str) -> list[str]:
+    history = await sandbox.client.get(
+        f"{GMAIL_API}/history", params={"startHistoryId": start}, headers=headers
+    )
+    assert history.status_code == 200, history.text
+    return [h["messagesAdded"][0]["message"]["id"] for h in history.json().get("history", [])]
+
+
+async def _delta_ids(sandbox: Sandbox, headers: dict[str, str], url: str) -> tuple[list[str], str]:
+    """One whole delta round: the ids it reports and the next round's link (a path)."""
+    ids: list[str] = []
+    while True:
+        page = (await sandbox.client.get(url, headers=headers)).json()
+        ids += [item["id"] for item in page["value"]]
+        link = page.get("@odata.nextLink") or page["@odata.deltaLink"]
+        url = link.removeprefix("http://127.0.0.1:8000")
+        if "@odata.deltaLink" in page:
+            return ids, url
+
+
+@pytest.mark.asyncio
+async def test_gmail_skip_changes_hides_additions_from_history_only(sandbox: Sandbox) -> None:
+    headers = bearer(await connect(sandbox, "gmail"))
+    start = (await sandbox.client.get(f"{GMAIL_API}/profile", headers=headers)).json()["historyId"]
+    await add_fault(sandbox, "gmail", "skip_changes", count=2)
+    lost = [await seed(sandbox, "gmail", make_message(subject=f"lost {n}")) for n in range(2)]
+    kept = await seed(sandbox, "gmail", make_message(subject="announced"))
+
+    assert await _history_ids(sandbox, headers, start) == [kept]
+    listed = (await sandbox.client.get(f"{GMAIL_API}/messages", headers=headers)).json()
+    assert {m["id"] for m in listed["messages"]} == {*lost, kept}
+    for message_id in lost:
+        got = await sandbox.client.get(f"{GMAIL_API}/messages/{message_id}", headers=headers)
+        assert got.status_code == 200
+    profile = (await sandbox.client.get(f"{GMAIL_API}/profile", headers=headers)).json()
+    assert int(profile["historyId"]) == int(start) + 3  # the cursor moved past them
+    assert (await sandbox.client.get(f"{SANDBOX}/gmail/faults")).json()["faults"] == []
+
+
+@pytest.mark.asyncio
+async def test_graph_skip_changes_hides_additions_from_delta_only(sandbox: Sandbox) -> None:
+    headers = bearer(await connect(sandbox, "outlook"))
+    first = await seed(sandbox, "outlook", make_message(subject="before"))
+    delta = f"{GRAPH_API}/me/mailFolders/inbox/messages/delta"
+    initial, next_round = await _delta_ids(sandbox, headers, delta)
+    assert initial == [first]
+
+    await add_fault(sandbox, "outlook", "skip_changes")
+    lost = await seed(sandbox, "outlook", make_message(subject="lost"))
+    kept = await seed(sandbox, "outlook", make_message(subject="announced"))
+    changes, _ = await _delta_ids(sandbox, headers, next_round)
+    assert changes == [kept]
+
+    listed = (await sandbox.client.get(f"{GRAPH_API}/me/messages", headers=headers)).json()
+    assert {m["id"] for m in listed["value"]} == {first, lost, kept}
+    got = await sandbox.client.get(f"{GRAPH_API}/me/messages/{lost}", headers=headers)
+    assert got.status_code == 200
+    assert got.json()["subject"] == "lost"
+
+
+@pytest.mark.asyncio
+async def test_skip_changes_counts_sent_mail_but_not_drafts(sandbox: Sandbox) -> None:
+    headers = bearer(await connect(sandbox, "outlook"))
+    delta = f"{GRAPH_API}/me/mailFolders/sentitems/messages/delta"
+    _, next_round = await _delta_ids(sandbox, headers, delta)
+    await add_fault(sandbox, "outlook", "skip_changes")
+    draft = await sandbox.client.post(
+        f"{GRAPH_API}/me/messages",
+        json={
+            "subject": "a draft",
+            "toRecipients": [{"emailAddress": {"address": "pat@x.example"}}],
+        },
+        headers=headers,
+    )
+    assert draft.status_code == 201
+    assert len((await sandbox.client.get(f"{SANDBOX}/outlook/faults")).json()["faults"]) == 1
+    sent = await sandbox.client.post(
+        f"{GRAPH_API}/me/messages/{draft.json()['id']}/send", headers=headers
+    )
+    assert sent.status_code == 202
+    changes, _ = await _delta_ids(sandbox, headers, next_round)
+    assert changes == []
+    listed = await sandbox.client.get(
+        f"{GRAPH_API}/me/mailFolders/sentitems/messages", headers=headers
+    )
+    assert [m["id"] for m in listed.json()["value"]] == [draft.json()["id"]]
+
+
+@pytest.mark.asyncio
+async def test_gmail_drop_push_swallows_the_next_pushes(sandbox: Sandbox) -> None:
+    headers = bearer(await connect(sandbox, "gmail"))
+    await sandbox.client.post(
+        f"{GMAIL_API}/watch", json={"topicName": "projects/p/topics/t"}, headers=headers
+    )
+    await add_fault(sandbox, "gmail", "drop_push", count=2)
+    for n in range(3):
+        await seed(sandbox, "gmail", make_message(subject=f"m{n}"))
+    await sandbox.state.drain_pushes()
+    (only,) = sandbox.receiver.gmail
+    profile = (await sandbox.client.get(f"{GMAIL_API}/profile", headers=headers)).json()
+    data = json.loads(base64.b64decode(only[1]["message"]["data"]))
+    assert data["historyId"] == int(profile["historyId"])  # the third change's push
+    pushes = (await sandbox.client.get(f"{SANDBOX}/gmail/stats")).json()["pushes"]
+    assert pushes == {"sent": 1, "failed": 0}
+    listed = (await sandbox.client.get(f"{GMAIL_API}/messages", headers=headers)).json()
+    assert len(listed["messages"]) == 3  # the changes happened; only their pushes were lost
+
+
+@pytest.mark.asyncio
+async def test_graph_drop_push_swallows_the_next_notifications(sandbox: Sandbox) -> None:
+    headers = bearer(await connect(sandbox, "outlook"))
+    expires = (datetime.fromtimestamp(sandbox.clock(), UTC) + timedelta(days=1)).isoformat()
+    created = await sandbox.client.post(
+        f"{GRAPH_API}/subscriptions",
+        json={
+            "changeType": "created",
+            "notificationUrl": f"{sandbox.settings.public_base_url}/v1/webhooks/graph",
+            "resource": "me/mailFolders('inbox')/messages",
+            "expirationDateTime": expires,
+        },
+        headers=headers,
+    )
+    assert created.status_code == 201, created.text
+    await add_fault(sandbox, "outlook", "drop_push")
+    dropped = await seed(sandbox, "outlook", make_message(subject="dropped"))
+    delivered = await seed(sandbox, "outlook", make_message(subject="delivered"))
+    await sandbox.state.drain_pushes()
+    notified = [n["resourceData"]["id"] for post in sandbox.receiver.graph for n in post["value"]]
+    assert notified == [delivered]
+    delta = f"{GRAPH_API}/me/mailFolders/inbox/messages/delta"
+    assert sorted((await _delta_ids(sandbox, headers, delta))[0]) == sorted([dropped, delivered])
+
+
+@pytest.mark.asyncio
+async def test_drop_push_can_target_one_mailbox(sandbox: Sandbox) -> None:
+    await add_fault(sandbox, "gmail", "drop_push", mailbox="someone.else@example.com")
+    headers = bearer(await connect(sandbox, "gmail"))
+    await sandbox.client.post(
+        f"{GMAIL_API}/watch", json={"topicName": "projects/p/topics/t"}, headers=headers
+    )
+    await seed(sandbox, "gmail", make_message())
+    await sandbox.state.drain_pushes()
+    assert len(sandbox.receiver.gmail) == 1
+    (fault,) = (await sandbox.client.get(f"{SANDBOX}/gmail/faults")).json()["faults"]
+    assert (fault["kind"], fault["count"]) == ("drop_push", 1)

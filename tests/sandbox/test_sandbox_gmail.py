@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from email import message_from_bytes, policy
 from email.message import Message
 from typing import Any
@@ -561,8 +562,8 @@ async def test_push_failures_are_counted_and_ignored(sandbox: Sandbox) -> None:
     await sandbox.client.post(
         f"{GMAIL_API}/watch", json={"topicName": "projects/p/topics/t"}, headers=headers
     )
-    sandbox.state.settings = sandbox.settings.model_copy(
-        update={"public_base_url": "http://127.0.0.1:8000/nowhere"}
+    sandbox.state.config = replace(
+        sandbox.state.require_config(), public_base_url="http://127.0.0.1:8000/nowhere"
     )
     response = await sandbox.client.post(
         f"{SANDBOX}/gmail/mailboxes/{GMAIL_USER}/messages", content=make_message()

@@ -22,7 +22,8 @@ from googleapiclient.discovery import build_from_document
 from googleapiclient.http import MediaIoBaseUpload
 
 from app.config import Settings
-from app.sandbox import SandboxState, create_standalone_app
+from app.sandbox_mount import standalone_sandbox_app
+from sandbox import SandboxState
 
 from .sandbox_helpers import (
     GMAIL_API,
@@ -148,7 +149,7 @@ def live_sandbox() -> Iterator[tuple[str, Settings, SandboxState]]:
     state = SandboxState()
     port = _free_port()
     config = uvicorn.Config(
-        create_standalone_app(settings, state), host="127.0.0.1", port=port, log_level="warning"
+        standalone_sandbox_app(settings, state), host="127.0.0.1", port=port, log_level="warning"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

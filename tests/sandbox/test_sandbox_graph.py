@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from app.sandbox import SandboxState, create_sandbox_app
+from app.sandbox_mount import sandbox_config
+from sandbox import SandboxState, create_sandbox_app
 
 from .sandbox_helpers import (
     GRAPH_API,
@@ -363,6 +364,59 @@ async def test_send_mail_json_and_mime_reach_the_sent_log(sandbox: Sandbox) -> N
 
 
 @pytest.mark.asyncio
+async def test_property_names_in_any_case_as_microsoft_sdks_send_them(sandbox: Sandbox) -> None:
+    """Graph reads JSON property names case-insensitively; Microsoft's SDKs write action
+    parameters in PascalCase (`Message`, `SaveToSentItems`, `Comment`)."""
+    headers = bearer(await connect(sandbox, "outlook"))
+    sdk_send = await sandbox.client.post(
+        f"{GRAPH_API}/me/sendMail",
+        json={
+            "Message": {
+                "Subject": "From the SDK",
+                "Body": {"ContentType": "html", "Content": "<p>Hello</p>"},
+                "ToRecipients": [{"EmailAddress": {"Name": "Pat", "Address": "pat@x.example"}}],
+                "InternetMessageHeaders": [{"Name": "X-CE-Message", "Value": "sdk1"}],
+            },
+            "SaveToSentItems": False,
+        },
+        headers=headers,
+    )
+    assert sdk_send.status_code == 202, sdk_send.text
+    (item,) = (await sandbox.client.get(f"{SANDBOX}/outlook/mailboxes/{OUTLOOK_USER}/sent")).json()[
+        "items"
+    ]
+    sent = message_from_bytes(item["raw"].encode(), policy=policy.default)
+    assert sent["Subject"] == "From the SDK"
+    assert sent["To"] == "Pat <pat@x.example>"
+    assert sent["X-CE-Message"] == "sdk1"
+    html_body = sent.get_body(preferencelist=("html",))
+    assert html_body is not None
+    assert "<p>Hello</p>" in html_body.get_content()
+    sent_items = await get(sandbox, f"{GRAPH_API}/me/mailFolders/sentitems/messages", headers)
+    assert sent_items["value"] == []  # SaveToSentItems: false was read
+
+    original = await seed(sandbox, "outlook", make_message())
+    reply = await sandbox.client.post(
+        f"{GRAPH_API}/me/messages/{original}/createReply",
+        json={"Comment": "Thanks, received."},
+        headers=headers,
+    )
+    assert reply.status_code == 201, reply.text
+    assert "Thanks, received." in reply.json()["body"]["content"]
+    read = await sandbox.client.patch(
+        f"{GRAPH_API}/me/messages/{original}", json={"IsRead": True}, headers=headers
+    )
+    assert read.status_code == 200, read.text
+    assert read.json()["isRead"] is True
+    upload = await sandbox.client.post(
+        f"{GRAPH_API}/me/messages/{reply.json()['id']}/attachments/createUploadSession",
+        json={"attachmentItem": {"attachmentType": "file", "name": "a.bin", "size": 10}},
+        headers=headers,
+    )
+    assert upload.status_code == 201, upload.text
+
+
+@pytest.mark.asyncio
 async def test_draft_with_attachment_upload_session_and_send(sandbox: Sandbox) -> None:
     headers = bearer(await connect(sandbox, "outlook"))
     draft = (
@@ -603,7 +657,7 @@ async def test_users_path_and_unmounted_links(sandbox: Sandbox, settings: Any) -
 
     # The bare sandbox app (no /_sandbox mount) builds links on its own base.
     state = SandboxState()
-    bare = create_sandbox_app(settings, state)
+    bare = create_sandbox_app(sandbox_config(settings), state)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=bare), base_url="http://sandbox.test"
     ) as client:

@@ -18,10 +18,11 @@ from typing import Any
 
 from fastapi import Request
 
-from app.sandbox import mime
-from app.sandbox.errors import graph_bad_request, graph_error, graph_not_found
-from app.sandbox.oauth import display_name
-from app.sandbox.state import Folder, Mailbox, ProviderState, StoredMessage, graph_user_id
+import sandbox.mime as mime
+from sandbox.errors import graph_bad_request, graph_error, graph_not_found
+from sandbox.model import Folder, Mailbox, StoredMessage, graph_user_id
+from sandbox.oauth import display_name
+from sandbox.state import ProviderState
 
 WELL_KNOWN_FOLDERS: dict[str, Folder] = {"inbox": "inbox", "sentitems": "sent", "drafts": "drafts"}
 FOLDER_NAMES: dict[Folder, str] = {"inbox": "Inbox", "sent": "Sent Items", "drafts": "Drafts"}
@@ -172,6 +173,51 @@ def page_size(request: Request, prefer: Prefer, default: int = DEFAULT_PAGE) -> 
             raise graph_bad_request(f"Invalid value '{raw}' for $top.")
         return int(raw)
     return min(prefer.max_page_size or default, MAX_TOP)
+
+
+# --------------------------------------------------------------------------- request bodies
+
+_REQUEST_PROPERTIES = (
+    *MESSAGE_PROPERTIES,
+    # actions: sendMail, createReply, createUploadSession
+    "message",
+    "saveToSentItems",
+    "comment",
+    "attachmentItem",
+    "attachmentType",
+    # inside messages: recipients, bodies, headers, attachments
+    "emailAddress",
+    "address",
+    "name",
+    "contentType",
+    "content",
+    "value",
+    "attachments",
+    "contentBytes",
+    "contentId",
+    "isInline",
+    "size",
+    # subscriptions
+    "resource",
+    "changeType",
+    "notificationUrl",
+    "lifecycleNotificationUrl",
+    "clientState",
+    "expirationDateTime",
+)
+_REQUEST_NAMES = {name.lower(): name for name in _REQUEST_PROPERTIES}
+
+
+def canonical_names(value: Any) -> Any:
+    """Graph reads JSON property names in any case, and Microsoft's SDKs send action
+    parameters in PascalCase (`{"Message": ..., "SaveToSentItems": true}`): every property
+    the sandbox reads gets the camelCase spelling it looks up, at any depth. Other names
+    (annotations such as `@odata.type`, unknown properties) are left as they came."""
+    if isinstance(value, dict):
+        return {_REQUEST_NAMES.get(k.lower(), k): canonical_names(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [canonical_names(item) for item in value]
+    return value
 
 
 # --------------------------------------------------------------------------- folders

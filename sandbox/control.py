@@ -11,11 +11,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from app.sandbox import mime
-from app.sandbox.errors import SandboxError
-from app.sandbox.gate import get_state
-from app.sandbox.oauth import provider_of
-from app.sandbox.state import FAULT_KINDS, ChangeRecord, Fault, Folder
+import sandbox.mime as mime
+from sandbox.errors import SandboxError
+from sandbox.gate import get_state
+from sandbox.model import FAULT_KINDS, ChangeRecord, Fault, Folder
+from sandbox.oauth import provider_of
 
 router = APIRouter()
 
@@ -202,6 +202,6 @@ async def stats(request: Request, provider: str) -> Response:
     return JSONResponse(
         {
             "mailboxes": state.stats(provider_of(provider)),
-            "pushes": {"sent": state.pushes_sent, "failed": state.pushes_failed},
+            "pushes": {"sent": state.pushes.sent, "failed": state.pushes.failed},
         }
     )

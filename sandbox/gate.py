@@ -3,7 +3,8 @@
 In order: the bearer token (401), the counters, the concurrency cap (Graph, optionally
 Gmail), the injected faults that apply to any call, the Gmail per-user quota, latency.
 Faults specific to one endpoint (`expire_cursor`, `delete_before_get`, `duplicate_page`)
-are taken by that endpoint with `ApiCall.take_fault`.
+are taken by that endpoint with `ApiCall.take_fault`; `skip_changes` and `drop_push` by the
+state, when a message arrives and when a push is due.
 """
 
 from __future__ import annotations
@@ -15,22 +16,15 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import Request
 
-from app.sandbox.errors import (
+from sandbox.errors import (
     SandboxError,
     google_error,
     google_unauthenticated,
     graph_error,
     graph_unauthenticated,
 )
-from app.sandbox.state import (
-    Fault,
-    Mailbox,
-    Provider,
-    ProviderState,
-    SandboxState,
-    Token,
-    graph_user_id,
-)
+from sandbox.model import Fault, Mailbox, Provider, Token, graph_user_id
+from sandbox.state import ProviderState, SandboxState
 
 GRAPH_USER_SCOPE_KEY = "sandbox_graph_user"
 """Set by the path normaliser when a Graph call used `/users/{id}` instead of `/me`."""
@@ -167,7 +161,7 @@ def _check_user(provider: Provider, box: Mailbox, user_id: str | None, named: st
 def _check_concurrency(state: SandboxState, call: ApiCall) -> None:
     stats = call.mailbox.stats
     if call.provider == "outlook":
-        limit: int | None = state.settings.sandbox_graph_max_concurrency if state.settings else 4
+        limit: int | None = state.require_config().graph_max_concurrency
     else:
         limit = state.gmail_max_concurrency
     if limit is None or stats.in_flight <= limit:
@@ -235,7 +229,7 @@ def _charge_quota(state: SandboxState, box: Mailbox, units: int) -> None:
     now = state.clock()
     while stats.window and stats.window[0][0] <= now - 60:
         stats.window_units -= stats.window.popleft()[1]
-    limit = state.settings.sandbox_gmail_units_per_minute if state.settings else 15_000
+    limit = state.require_config().gmail_units_per_minute
     if stats.window_units + units > limit:
         stats.quota_violations += 1
         retry_at = datetime.fromtimestamp(stats.window[0][0] + 60, UTC) if stats.window else None

@@ -21,19 +21,19 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from app.sandbox.errors import SandboxError, aad_error, google_token_error
-from app.sandbox.gate import get_state
-from app.sandbox.state import (
+from sandbox.errors import SandboxError, aad_error, google_token_error
+from sandbox.gate import get_state
+from sandbox.model import (
     AUTH_CODE_LIFETIME_SECONDS,
     DEFAULT_MAILBOX,
     PROVIDERS,
     AuthCode,
     Grant,
     Provider,
-    SandboxState,
     Token,
     graph_user_id,
 )
+from sandbox.state import SandboxState
 
 router = APIRouter()
 
@@ -52,16 +52,13 @@ def provider_of(name: str) -> Provider:
 
 
 def _client(state: SandboxState, provider: Provider) -> tuple[str, str]:
-    settings = state.settings
-    assert settings is not None
-    if provider == "gmail":
-        return settings.gmail_client_id, settings.gmail_client_secret.get_secret_value()
-    return settings.outlook_client_id, settings.outlook_client_secret.get_secret_value()
+    config = state.require_config()
+    client = config.gmail_client if provider == "gmail" else config.outlook_client
+    return client.client_id, client.client_secret
 
 
 def registered_redirect_uri(state: SandboxState, provider: Provider) -> str:
-    assert state.settings is not None
-    return f"{state.settings.public_base_url}/v1/oauth/{provider}/callback"
+    return state.require_config().redirect_uri(provider)
 
 
 def _error_page(title: str, detail: str) -> HTMLResponse:

@@ -9,13 +9,17 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.config import Settings
-from app.sandbox import control, gmail, graph, oauth
-from app.sandbox.errors import SandboxError, handle_sandbox_error
-from app.sandbox.gate import GRAPH_USER_SCOPE_KEY
-from app.sandbox.state import SandboxState
-
-SANDBOX_PREFIX = "/_sandbox"
+import sandbox.control as control
+import sandbox.gmail as gmail
+import sandbox.gmail_send as gmail_send
+import sandbox.graph as graph
+import sandbox.graph_compose as graph_compose
+import sandbox.graph_subscriptions as graph_subscriptions
+import sandbox.oauth as oauth
+from sandbox.config import SANDBOX_PREFIX, SandboxConfig
+from sandbox.errors import SandboxError, handle_sandbox_error
+from sandbox.gate import GRAPH_USER_SCOPE_KEY
+from sandbox.state import SandboxState
 
 _GRAPH_SEGMENTS = {
     name.lower(): name
@@ -79,10 +83,11 @@ class GraphPathMiddleware:
         await self.app(scope, receive, send)
 
 
-def create_sandbox_app(settings: Settings, state: SandboxState | None = None) -> FastAPI:
-    """The fake providers; the service mounts it at `/_sandbox` when CE_SANDBOX=1."""
+def create_sandbox_app(config: SandboxConfig, state: SandboxState | None = None) -> FastAPI:
+    """The fake providers, routes relative to the sandbox root: a host mounts it at
+    `SANDBOX_PREFIX` (the service does when CE_SANDBOX=1). `state.sandbox` is the state."""
     state = state or SandboxState()
-    state.settings = settings
+    state.config = config
     app = FastAPI(
         title="ce-email provider sandbox",
         docs_url=None,
@@ -91,15 +96,15 @@ def create_sandbox_app(settings: Settings, state: SandboxState | None = None) ->
     )
     app.state.sandbox = state
     app.add_exception_handler(SandboxError, handle_sandbox_error)
-    for router in (oauth.router, gmail.router, graph.router, control.router):
-        app.include_router(router)
+    for module in (oauth, gmail, gmail_send, graph, graph_compose, graph_subscriptions, control):
+        app.include_router(module.router)
     app.add_middleware(GraphPathMiddleware)
     return app
 
 
-def create_standalone_app(settings: Settings, state: SandboxState | None = None) -> FastAPI:
+def create_standalone_app(config: SandboxConfig, state: SandboxState | None = None) -> FastAPI:
     """`ce-email sandbox`: the same sandbox under `/_sandbox`, so every path is identical."""
-    sandbox = create_sandbox_app(settings, state)
+    sandbox = create_sandbox_app(config, state)
     parent = FastAPI(title="ce-email provider sandbox", docs_url=None, redoc_url=None)
     parent.state.sandbox = sandbox.state.sandbox
 

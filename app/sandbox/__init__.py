@@ -1,7 +1,0 @@
-"""Provider sandbox: fake Google OAuth + Gmail and Microsoft identity + Graph mail, in memory,
-speaking the real wire formats at the paths of SANDBOX.md (a product feature)."""
-
-from app.sandbox.app import create_sandbox_app, create_standalone_app
-from app.sandbox.state import SandboxState
-
-__all__ = ["SandboxState", "create_sandbox_app", "create_standalone_app"]
