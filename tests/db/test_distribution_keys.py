@@ -83,7 +83,6 @@ async def _catalog(
     return org_tables, indexes, foreign_keys
 
 
-
 @pytest.mark.asyncio
 async def test_every_org_table_has_a_primary_key_with_org_id(owner_engine: AsyncEngine) -> None:
     org_tables, indexes, _ = await _catalog(owner_engine)
@@ -184,7 +183,8 @@ def test_referential_checks_probe_the_referenced_key_on_an_empty_database(
                     continue
                 used = _ri_check_indexes(conn, fk)
                 exact = [
-                    index for index in used
+                    index
+                    for index in used
                     if keys.get((fk.referenced_oid, index)) == set(fk.referenced_columns)
                 ]
                 if not exact:
