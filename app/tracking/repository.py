@@ -139,7 +139,7 @@ async def save_tracked_link(
         await session.execute(
             text(
                 "INSERT INTO ce_email_tracked_links (org_id, email_id, position, url) "
-                "VALUES (:org, :email, :pos, :url) ON CONFLICT (email_id, position) "
+                "VALUES (:org, :email, :pos, :url) ON CONFLICT (org_id, email_id, position) "
                 "DO UPDATE SET url = EXCLUDED.url RETURNING id"
             ),
             {"org": org_id, "email": email_id, "pos": position, "url": url},

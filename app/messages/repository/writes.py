@@ -140,7 +140,8 @@ def _insert_emails_sql(compression: str | None) -> TextClause:
         f"FROM unnest("
         + ", ".join(f"CAST(:{c} AS {_ARRAY_TYPES.get(c, 'text[]')})" for c in EMAIL_INSERT_COLUMNS)
         + f") AS r({', '.join(EMAIL_INSERT_COLUMNS)}) {where}"
-        "ON CONFLICT (account_id, provider_message_id) WHERE provider_message_id IS NOT NULL "
+        "ON CONFLICT (org_id, account_id, provider_message_id) "
+        "WHERE provider_message_id IS NOT NULL "
         "DO NOTHING RETURNING id, current_setting('default_toast_compression')"
     )
 
