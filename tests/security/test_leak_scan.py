@@ -19,7 +19,7 @@ from tests.conftest import Org
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# What the demo's mail and send contain (app/demo.py): subjects, body phrases, addresses.
+# What the demo's mail and send contain (app/dev/demo.py): subjects, body phrases, addresses.
 CONTENT = [
     "Referral: Jordan Patel",
     "cardiology consult",

@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
-from app.platform.fixtures import add_contact, add_document, add_partner
+from app.dev.fixtures import add_contact, add_document, add_partner
 from app.send.endpoints import register
 from app.send.phi import html_to_text
 from tests.accounts.helpers import connect
