@@ -16,8 +16,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import parse_qs, urlsplit
@@ -30,10 +28,9 @@ from app.config import Settings
 from app.db.migrate import run_migrations
 from app.db.urls import owner_url
 from app.dev import fixtures, repository
+from app.dev.sample_mail import GMAIL_BOX, OUTLOOK_BOX, delivery_failure, realistic_mail
 from app.main import create_app
 
-GMAIL_BOX = "dr.smith@riverside-clinic.test"
-OUTLOOK_BOX = "dr.jones@riverside-clinic.onmicrosoft.com"
 FRONTEND = "http://localhost:3000"
 
 
@@ -48,120 +45,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _mail(
-    sender: str,
-    to: str,
-    subject: str,
-    body: str,
-    *,
-    days_ago: float,
-    cc: str | None = None,
-    attachment: tuple[str, bytes] | None = None,
-) -> bytes:
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = to
-    if cc:
-        msg["Cc"] = cc
-    msg["Subject"] = subject
-    msg["Date"] = format_datetime(datetime.now(UTC) - timedelta(days=days_ago))
-    msg["Message-ID"] = make_msgid(domain="demo.example")
-    msg.set_content(body)
-    msg.add_alternative(f"<p>{body}</p>", subtype="html")
-    if attachment:
-        msg.add_attachment(
-            attachment[1], maintype="application", subtype="pdf", filename=attachment[0]
-        )
-    return bytes(msg)
-
-
-def _realistic_mail(box: str) -> list[tuple[str, bytes, float]]:
-    """(folder, raw, days ago): referrals, lab results, scheduling, a newsletter, replies.
-    Inbound mail goes to both doctors (To one, Cc the other), so the same message sits in
-    two mailboxes: the timelines show it once."""
-    pdf = b"%PDF-1.4\n% demo lab report\n"
-    hospital = "cardiology.stmarys-hospital.org"
-    both = f"{GMAIL_BOX}, {OUTLOOK_BOX}"
-    specs: list[tuple[str, str, str, str, str, float, dict[str, Any]]] = [
-        (
-            "inbox",
-            f"Dr. Amara Lee <a.lee@{hospital}>",
-            both,
-            "Referral: Jordan Patel, cardiology consult",
-            "Please find the referral for Jordan Patel attached.",
-            6,
-            {"cc": "jordan.patel@example.net", "attachment": ("referral.pdf", pdf)},
-        ),
-        (
-            "inbox",
-            "Lab Results <results@lab.stmarys-hospital.org>",
-            both,
-            "Lab results ready",
-            "The results for your request are available.",
-            4,
-            {},
-        ),
-        (
-            "inbox",
-            "Jordan Patel <jordan.patel@example.net>",
-            both,
-            "Question about my appointment",
-            "Can we move it to Thursday?",
-            3,
-            {},
-        ),
-        (
-            "inbox",
-            "Maria Gomez <maria.gomez@gmail.com>",
-            box,
-            "Thank you!",
-            "Thanks for the quick follow-up.",
-            2,
-            {},
-        ),
-        (
-            "inbox",
-            "Northside Imaging <scheduling@northside-imaging.com>",
-            box,
-            "MRI slot confirmed",
-            "The MRI is booked for Monday 9am.",
-            1.5,
-            {},
-        ),
-        (
-            "inbox",
-            "Health Weekly <news@healthweekly.example>",
-            box,
-            "This week in health",
-            "Our weekly newsletter.",
-            1,
-            {},
-        ),
-        (
-            "sent",
-            box,
-            "Jordan Patel <jordan.patel@example.net>",
-            "Re: Question about my appointment",
-            "Thursday works, see you then.",
-            2.5,
-            {},
-        ),
-        (
-            "sent",
-            box,
-            f"a.lee@{hospital}",
-            "Re: Referral: Jordan Patel",
-            "Thanks, we will see him next week.",
-            5,
-            {},
-        ),
-    ]
-    return [
-        (folder, _mail(sender, to, subject, body, days_ago=days, **extra), days)
-        for folder, sender, to, subject, body, days, extra in specs
-    ]
-
-
 def _bar(provider: str, status: dict[str, Any], width: int) -> str:
     done = status["processed"]
     total = status["estimate"] or 0
@@ -170,23 +53,6 @@ def _bar(provider: str, status: dict[str, Any], width: int) -> str:
         f"{provider}: [{'#' * filled}{'.' * (width - filled)}] "
         f"{done}/{total or '?'} {status['state']}"
     )
-
-
-def _dsn(mailbox: str, recipient: str, message_id: str) -> bytes:
-    """A delivery status notification (RFC 3464) as a receiving MTA would send it."""
-    return (
-        f"From: Mail Delivery Subsystem <mailer-daemon@mx.exmaple.net>\r\nTo: {mailbox}\r\n"
-        "Subject: Delivery Status Notification (Failure)\r\nMIME-Version: 1.0\r\n"
-        f"Message-ID: {make_msgid(domain='mx.exmaple.net')}\r\n"
-        'Content-Type: multipart/report; report-type=delivery-status; boundary="dsn"\r\n\r\n'
-        "--dsn\r\nContent-Type: text/plain\r\n\r\nThe address was not found.\r\n"
-        "--dsn\r\nContent-Type: message/delivery-status\r\n\r\n"
-        "Reporting-MTA: dns; mx.exmaple.net\r\n\r\n"
-        f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
-        "Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n\r\n"
-        "--dsn\r\nContent-Type: text/rfc822-headers\r\n\r\n"
-        f"Message-ID: {message_id}\r\nTo: {recipient}\r\n\r\n--dsn--\r\n"
-    ).encode()
 
 
 def _is_terminal(out: TextIO) -> bool:
@@ -348,7 +214,7 @@ async def run_demo(settings: Settings, *, port: int | None, keep_serving: bool) 
             )
 
             demo.say("\n2. Mail waiting in two mailboxes (sandbox Gmail and Outlook)")
-            mail = _realistic_mail(GMAIL_BOX)
+            mail = realistic_mail(GMAIL_BOX)
             for provider, box in (("gmail", GMAIL_BOX), ("outlook", OUTLOOK_BOX)):
                 seeded = 0
                 for folder, raw, days in mail:
@@ -469,7 +335,7 @@ async def run_demo(settings: Settings, *, port: int | None, keep_serving: bool) 
             sent = (await http.get(f"{base}/_sandbox/gmail/mailboxes/{GMAIL_BOX}/sent")).json()
             original = sent["items"][-1]["raw"]
             message_id = re.search(r"(?im)^Message-ID:\s*(<[^>]+>)", original)
-            dsn = _dsn(
+            dsn = delivery_failure(
                 GMAIL_BOX,
                 "jordan.patel@exmaple.net",
                 message_id.group(1) if message_id else "<unknown>",

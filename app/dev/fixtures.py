@@ -62,14 +62,14 @@ def _refuse_in_production(settings: Settings) -> None:
         raise FixturesRefused("development fixtures are refused when CE_ENV=production")
 
 
-def normalize_fixture_address(value: str) -> str:
+def _normalize_address(value: str) -> str:
     address = value.strip().lower()
     if address.count("@") != 1 or address.startswith("@") or address.endswith("@"):
         raise ValueError("not an email address")
     return address
 
 
-def normalize_fixture_domain(value: str) -> str:
+def _normalize_domain(value: str) -> str:
     domain = value.strip().lower().lstrip("@").strip(".")
     if "." not in domain or "/" in domain or " " in domain:
         raise ValueError("not a domain")
@@ -123,7 +123,7 @@ async def add_contact(
 ) -> CreatedContact:
     """Own transaction: a CE-01 contact with its addresses, then linked to synced mail."""
     _refuse_in_production(settings)
-    addresses = list(dict.fromkeys(normalize_fixture_address(e) for e in emails))
+    addresses = list(dict.fromkeys(_normalize_address(e) for e in emails))
     contact_id = uuid.uuid4()
     async with AsyncSession(engine) as session, session.begin():
         await repository.insert_contact(session, org_id, contact_id, name, addresses)
@@ -140,7 +140,7 @@ async def add_partner(
 ) -> CreatedPartner:
     """Own transaction: a CE-02 partner with its domains, then linked to synced mail."""
     _refuse_in_production(settings)
-    cleaned = list(dict.fromkeys(normalize_fixture_domain(d) for d in domains))
+    cleaned = list(dict.fromkeys(_normalize_domain(d) for d in domains))
     partner_id = uuid.uuid4()
     async with AsyncSession(engine) as session, session.begin():
         await repository.insert_partner(session, org_id, partner_id, name, cleaned)
