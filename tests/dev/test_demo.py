@@ -11,7 +11,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from app import cli
+from app import cli, logs
 from app.config import get_settings
 from app.dev import demo as demo_module
 from app.dev.demo import Demo, DemoFailed
@@ -122,6 +122,8 @@ def test_the_cli_exits_non_zero_with_the_error(monkeypatch: pytest.MonkeyPatch) 
         raise DemoFailed("the outlook sync failed: Internal error during sync")
 
     monkeypatch.setattr(demo_module, "run_demo", failing_demo)
+    # the command configures the process's logging: leave pytest's capture in place
+    monkeypatch.setattr(logs, "configure_logging", lambda _level: None)
     result = CliRunner().invoke(cli.cli, ["demo", "--exit"])
     assert result.exit_code == 2
     assert "error: the outlook sync failed: Internal error during sync" in result.output
