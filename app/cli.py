@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 from uuid import UUID
 
 import typer
 
 from app.config import Settings, check_production_safety, get_settings
+from app.db.migrate import run_migrations
 from app.db.urls import ensure_database_url, owner_url
 
-ROOT = Path(__file__).resolve().parent.parent
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
 T = TypeVar("T")
 
 cli = typer.Typer(help="CE-07 email integration service", no_args_is_help=True)
@@ -27,20 +30,9 @@ def _settings() -> Settings:
     return ensure_database_url(get_settings())
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=2)
-
-
-def run_migrations(settings: Settings) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
-    config.attributes["database_url"] = settings.database_url
-    config.attributes["configure_logging"] = False
-    command.upgrade(config, "head")
 
 
 @cli.command()
@@ -139,7 +131,7 @@ def sandbox(
     )
 
 
-def _run_with_owner(fn: Callable[[Any, Settings], Awaitable[T]]) -> T:
+def _run_with_owner(fn: Callable[[AsyncEngine, Settings], Awaitable[T]]) -> T:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     settings = _settings()
@@ -154,7 +146,7 @@ def _run_with_owner(fn: Callable[[Any, Settings], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-def _emit(payload: dict[str, Any]) -> None:
+def _emit(payload: Mapping[str, object]) -> None:
     sys.stdout.write(json.dumps(payload) + "\n")
 
 
@@ -172,7 +164,7 @@ def rotate_keys() -> None:
 
     ring = KeyRing(get_settings().vault_keys.get_secret_value())
 
-    async def run(engine: Any, _settings: Settings) -> tuple[int, int, int]:
+    async def run(engine: AsyncEngine, _settings: Settings) -> tuple[int, int, int]:
         async with AsyncSession(engine) as session, session.begin():
             return await rotate_all(session, ring)
 
@@ -199,7 +191,7 @@ def demo(
     """The whole flow on the embedded database and the sandbox, then keep serving."""
     import os
 
-    from app.demo import run_demo
+    from app.dev.demo import DemoFailed, run_demo
     from app.logs import configure_logging
 
     settings = _settings()
@@ -207,14 +199,17 @@ def demo(
         _fail("the demo is refused when CE_ENV=production")
     # JSON logs on stderr; quiet unless LOG_LEVEL asks (the walkthrough is on stdout)
     configure_logging(os.environ.get("LOG_LEVEL", "WARNING"))
-    asyncio.run(run_demo(settings, port=port, keep_serving=not exit_after))
+    try:
+        asyncio.run(run_demo(settings, port=port, keep_serving=not exit_after))
+    except DemoFailed as exc:
+        _fail(str(exc))
 
 
 @dev.command("seed-org")
 def dev_seed_org(name: Annotated[str, typer.Option(help="organisation name")]) -> None:
     """Create an org with an admin and a member; print their ids and 24 h tokens."""
     _dev_guard()
-    from app.platform.fixtures import seed_org
+    from app.dev.fixtures import seed_org
 
     _emit(_run_with_owner(lambda engine, s: seed_org(engine, s, name)))
 
@@ -227,7 +222,7 @@ def dev_add_contact(
 ) -> None:
     """Create a CE-01 contact with one or more addresses."""
     _dev_guard()
-    from app.platform.fixtures import add_contact
+    from app.dev.fixtures import add_contact
 
     try:
         _emit(_run_with_owner(lambda engine, s: add_contact(engine, s, org, email, name)))
@@ -243,7 +238,7 @@ def dev_add_partner(
 ) -> None:
     """Create a CE-02 partner with one or more domains."""
     _dev_guard()
-    from app.platform.fixtures import add_partner
+    from app.dev.fixtures import add_partner
 
     try:
         _emit(_run_with_owner(lambda engine, s: add_partner(engine, s, org, domain, name)))
@@ -258,7 +253,7 @@ def dev_add_document(
 ) -> None:
     """Store a file as a PF-11 document of the org."""
     _dev_guard()
-    from app.platform.fixtures import add_document
+    from app.dev.fixtures import add_document
 
     _emit(_run_with_owner(lambda engine, s: add_document(engine, s, org, file)))
 

@@ -13,6 +13,13 @@ _DEV_VAULT_KEY = "dev1:ZGV2LW9ubHktdmF1bHQta2V5LTMyLWJ5dGVzLTAwMDA="
 _DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"
 _DEV_STATE_SECRET = "dev-only-oauth-state-secret-0123456789abcdef"
 _DEV_TRACKING_SECRET = "dev-only-tracking-token-secret-0123456789abcdef"
+_DEV_GMAIL_PUSH_SECRET = "dev-gmail-push-secret"
+_DEV_OUTLOOK_CLIENT_STATE_SECRET = "dev-outlook-client-state-secret"
+_DEV_GMAIL_CLIENT_SECRET = "ce-email-dev-gmail-secret"
+_DEV_OUTLOOK_CLIENT_SECRET = "ce-email-dev-outlook-secret"
+_DEV_APP_DB_PASSWORD = "ce_app"
+MIN_SECRET_BYTES = 32
+"""The least a secret of ours may hold in production (HMAC keys want their hash's size)."""
 
 
 class Settings(BaseSettings):
@@ -25,7 +32,7 @@ class Settings(BaseSettings):
     """Owner connection (migrations, fixtures). Unset: an embedded PostgreSQL under .data/."""
     app_database_url: str | None = None
     """The ce_app connection. Unset: DATABASE_URL with the user replaced by ce_app."""
-    ce_app_db_password: SecretStr = SecretStr("ce_app")
+    ce_app_db_password: SecretStr = SecretStr(_DEV_APP_DB_PASSWORD)
     data_dir: str = ".data"
     db_pool_size: int = 10
 
@@ -50,7 +57,7 @@ class Settings(BaseSettings):
 
     # Providers: every URL is a setting so the sandbox or the real services are configuration.
     gmail_client_id: str = "ce-email-dev-gmail-client"
-    gmail_client_secret: SecretStr = SecretStr("ce-email-dev-gmail-secret")
+    gmail_client_secret: SecretStr = SecretStr(_DEV_GMAIL_CLIENT_SECRET)
     gmail_auth_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
     gmail_token_url: str = "https://oauth2.googleapis.com/token"
     gmail_revoke_url: str = "https://oauth2.googleapis.com/revoke"
@@ -59,15 +66,15 @@ class Settings(BaseSettings):
     gmail_upload_base: str = "https://gmail.googleapis.com/upload/gmail/v1"
     gmail_scopes: str = "https://www.googleapis.com/auth/gmail.modify openid email"
     gmail_pubsub_topic: str = "projects/ce-email-dev/topics/gmail-push"
-    gmail_push_secret: SecretStr = SecretStr("dev-gmail-push-secret")
+    gmail_push_secret: SecretStr = SecretStr(_DEV_GMAIL_PUSH_SECRET)
 
     outlook_client_id: str = "ce-email-dev-outlook-client"
-    outlook_client_secret: SecretStr = SecretStr("ce-email-dev-outlook-secret")
+    outlook_client_secret: SecretStr = SecretStr(_DEV_OUTLOOK_CLIENT_SECRET)
     outlook_auth_url: str = "https://login.microsoftonline.com/common/oauth2/v2.0/authorize"
     outlook_token_url: str = "https://login.microsoftonline.com/common/oauth2/v2.0/token"
     graph_api_base: str = "https://graph.microsoft.com/v1.0"
     outlook_scopes: str = "offline_access openid profile User.Read Mail.ReadWrite Mail.Send"
-    outlook_client_state_secret: SecretStr = SecretStr("dev-outlook-client-state-secret")
+    outlook_client_state_secret: SecretStr = SecretStr(_DEV_OUTLOOK_CLIENT_STATE_SECRET)
 
     # Provider client policy
     provider_timeout_seconds: float = 30.0
@@ -160,22 +167,57 @@ class ProductionSafetyError(RuntimeError):
 
 
 def check_production_safety(settings: Settings) -> None:
-    """Refuse configurations that are only for development when CE_ENV=production."""
+    """Refuse configurations that are only for development when CE_ENV=production.
+
+    Every secret whose development value is written in this file is refused (anyone can
+    read it: forged tokens, pushes, webhooks), and every secret we choose ourselves must
+    hold at least MIN_SECRET_BYTES. The OAuth client secrets are issued by Google and
+    Microsoft: they only have to differ from the development ones (there is no sandbox in
+    production to accept those). One error names every offending variable."""
     if not settings.is_production:
         return
+    problems: list[str] = []
     if settings.ce_sandbox:
-        raise ProductionSafetyError("CE_SANDBOX=1 is refused when CE_ENV=production")
-    dev_values = {
-        "JWT_SECRET": settings.jwt_secret.get_secret_value() == _DEV_JWT_SECRET
-        and not settings.jwt_jwks_url,
-        "VAULT_KEYS": settings.vault_keys.get_secret_value() == _DEV_VAULT_KEY,
-        "OAUTH_STATE_SECRET": settings.oauth_state_secret.get_secret_value() == _DEV_STATE_SECRET,
-        "TRACKING_TOKEN_SECRET": settings.tracking_token_secret.get_secret_value()
-        == _DEV_TRACKING_SECRET,
+        problems.append("CE_SANDBOX=1 (the provider sandbox)")
+
+    ours: dict[str, tuple[SecretStr | None, str | None]] = {
+        "OAUTH_STATE_SECRET": (settings.oauth_state_secret, _DEV_STATE_SECRET),
+        "TRACKING_TOKEN_SECRET": (settings.tracking_token_secret, _DEV_TRACKING_SECRET),
+        "GMAIL_PUSH_SECRET": (settings.gmail_push_secret, _DEV_GMAIL_PUSH_SECRET),
+        "OUTLOOK_CLIENT_STATE_SECRET": (
+            settings.outlook_client_state_secret,
+            _DEV_OUTLOOK_CLIENT_STATE_SECRET,
+        ),
+        "METRICS_TOKEN": (settings.metrics_token, None),
     }
-    bad = [name for name, is_dev in dev_values.items() if is_dev]
-    if bad:
-        raise ProductionSafetyError(f"development defaults in production: {', '.join(bad)}")
+    if not settings.jwt_jwks_url:  # with a JWKS the shared secret is not used
+        ours["JWT_SECRET"] = (settings.jwt_secret, _DEV_JWT_SECRET)
+    if not settings.app_database_url:  # otherwise that URL carries ce_app's password
+        ours["CE_APP_DB_PASSWORD"] = (settings.ce_app_db_password, _DEV_APP_DB_PASSWORD)
+    for name, (secret, development) in ours.items():
+        if secret is None:
+            continue
+        value = secret.get_secret_value()
+        if value == development:
+            problems.append(f"{name} (the development default)")
+        elif len(value.encode()) < MIN_SECRET_BYTES:
+            problems.append(f"{name} (shorter than {MIN_SECRET_BYTES} bytes)")
+
+    vault_entries = {e.strip() for e in settings.vault_keys.get_secret_value().split(",")}
+    if _DEV_VAULT_KEY in vault_entries:
+        problems.append("VAULT_KEYS (holds the development key)")
+    provider_issued = {
+        "GMAIL_CLIENT_SECRET": (settings.gmail_client_secret, _DEV_GMAIL_CLIENT_SECRET),
+        "OUTLOOK_CLIENT_SECRET": (settings.outlook_client_secret, _DEV_OUTLOOK_CLIENT_SECRET),
+    }
+    for name, (secret, development) in provider_issued.items():
+        if secret.get_secret_value() == development:
+            problems.append(f"{name} (the development default)")
+
+    if problems:
+        raise ProductionSafetyError(
+            "refused when CE_ENV=production: " + "; ".join(sorted(problems))
+        )
 
 
 @lru_cache

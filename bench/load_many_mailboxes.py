@@ -126,7 +126,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from app.config import Settings
     from app.db.urls import owner_url
-    from app.platform.fixtures import seed_org
+    from app.dev.fixtures import seed_org
 
     api_port, sb_port = _port(), _port()
     api, sandbox = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sb_port}/_sandbox"

@@ -197,7 +197,7 @@ async def _child(
     from app.context import ServiceContext
     from app.db.engine import create_database
     from app.db.urls import owner_url
-    from app.platform.fixtures import seed_org
+    from app.dev.fixtures import seed_org
     from app.providers.http import message_fetches, reset_call_counts
     from app.sync import parse_pool
     from app.sync import service as sync_service

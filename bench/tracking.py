@@ -96,7 +96,7 @@ async def _fixture(database_url: str, emails: int) -> tuple[list[str], list[str]
 
     from app.config import Settings
     from app.db.urls import owner_url
-    from app.platform.fixtures import seed_org
+    from app.dev.fixtures import seed_org
     from app.tracking.tokens import make_token
 
     settings = Settings(_env_file=None, database_url=database_url)  # type: ignore[call-arg]

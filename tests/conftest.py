@@ -19,10 +19,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from app.cli import run_migrations
 from app.config import Settings
+from app.db.migrate import run_migrations
 from app.db.urls import app_url, ensure_database_url, owner_url
-from app.platform import fixtures
+from app.dev import fixtures
 
 
 def _create_database(base: Settings, name: str) -> Settings:

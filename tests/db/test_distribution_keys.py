@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import Connection, Row, create_engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.cli import run_migrations
 from app.config import Settings
+from app.db.migrate import run_migrations
 from app.db.urls import owner_url
 from tests.conftest import _create_database, _drop_database
 

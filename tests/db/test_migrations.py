@@ -8,8 +8,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, text
 
-from app.cli import ROOT
 from app.config import Settings
+from app.db.migrate import ROOT
 from tests.conftest import _create_database, _drop_database
 
 

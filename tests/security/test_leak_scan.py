@@ -19,7 +19,8 @@ from tests.conftest import Org
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# What the demo's mail and send contain (app/demo.py): subjects, body phrases, addresses.
+# What the demo's mail and send contain (app/dev/sample_mail.py, app/dev/demo.py):
+# subjects, body phrases, addresses.
 CONTENT = [
     "Referral: Jordan Patel",
     "cardiology consult",

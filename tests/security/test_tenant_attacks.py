@@ -42,7 +42,7 @@ async def _org_a_world(
     msg.add_attachment(b"%PDF org A", maintype="application", subtype="pdf", filename="a.pdf")
     await seed(client, "gmail", mailbox, bytes(msg))
     account = await connect(client, "gmail", org.headers(), login_hint=mailbox)
-    from app.platform import fixtures
+    from app.dev import fixtures
 
     settings = app.state.settings
     contact_id = (await fixtures.add_contact(owner_engine, settings, org.id, [contact]))[

@@ -15,8 +15,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
+from app.dev.fixtures import add_contact, add_document, add_partner
 from app.messages.sanitize import html_to_text
-from app.platform.fixtures import add_contact, add_document, add_partner
 from tests.accounts.helpers import connect
 from tests.conftest import Org
 from tests.send.test_send_flow import drain, email_row, scalar, sent_log

@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.db.urls import libpq_url, owner_url
+from app.dev.fixtures import add_contact, add_document, add_partner
 from app.jobs.worker import run_worker
-from app.platform.fixtures import add_contact, add_document, add_partner
 from app.providers.base import MailProvider, OutgoingMessage, SentMessage
 from app.providers.errors import ProviderRequestError, ProviderUnavailable, RateLimited
 from app.send.runner import SENT_COPY_GRACE_SECONDS

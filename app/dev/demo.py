@@ -12,145 +12,37 @@ import contextlib
 import re
 import socket
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+import uvicorn
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from app.config import Settings
+from app.db.migrate import run_migrations
 from app.db.urls import owner_url
+from app.dev import fixtures, repository
+from app.dev.sample_mail import GMAIL_BOX, OUTLOOK_BOX, delivery_failure, realistic_mail
+from app.main import create_app
 
-GMAIL_BOX = "dr.smith@riverside-clinic.test"
-OUTLOOK_BOX = "dr.jones@riverside-clinic.onmicrosoft.com"
 FRONTEND = "http://localhost:3000"
+
+
+class DemoFailed(RuntimeError):
+    """The walkthrough cannot go on (a mailbox did not connect or sync); the message says
+    why, for the person who ran it."""
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _mail(
-    sender: str,
-    to: str,
-    subject: str,
-    body: str,
-    *,
-    days_ago: float,
-    cc: str | None = None,
-    attachment: tuple[str, bytes] | None = None,
-) -> bytes:
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = to
-    if cc:
-        msg["Cc"] = cc
-    msg["Subject"] = subject
-    msg["Date"] = format_datetime(datetime.now(UTC) - timedelta(days=days_ago))
-    msg["Message-ID"] = make_msgid(domain="demo.example")
-    msg.set_content(body)
-    msg.add_alternative(f"<p>{body}</p>", subtype="html")
-    if attachment:
-        msg.add_attachment(
-            attachment[1], maintype="application", subtype="pdf", filename=attachment[0]
-        )
-    return bytes(msg)
-
-
-def _realistic_mail(box: str) -> list[tuple[str, bytes, float]]:
-    """(folder, raw, days ago): referrals, lab results, scheduling, a newsletter, replies.
-    Inbound mail goes to both doctors (To one, Cc the other), so the same message sits in
-    two mailboxes: the timelines show it once."""
-    pdf = b"%PDF-1.4\n% demo lab report\n"
-    hospital = "cardiology.stmarys-hospital.org"
-    both = f"{GMAIL_BOX}, {OUTLOOK_BOX}"
-    specs: list[tuple[str, str, str, str, str, float, dict[str, Any]]] = [
-        (
-            "inbox",
-            f"Dr. Amara Lee <a.lee@{hospital}>",
-            both,
-            "Referral: Jordan Patel, cardiology consult",
-            "Please find the referral for Jordan Patel attached.",
-            6,
-            {"cc": "jordan.patel@example.net", "attachment": ("referral.pdf", pdf)},
-        ),
-        (
-            "inbox",
-            "Lab Results <results@lab.stmarys-hospital.org>",
-            both,
-            "Lab results ready",
-            "The results for your request are available.",
-            4,
-            {},
-        ),
-        (
-            "inbox",
-            "Jordan Patel <jordan.patel@example.net>",
-            both,
-            "Question about my appointment",
-            "Can we move it to Thursday?",
-            3,
-            {},
-        ),
-        (
-            "inbox",
-            "Maria Gomez <maria.gomez@gmail.com>",
-            box,
-            "Thank you!",
-            "Thanks for the quick follow-up.",
-            2,
-            {},
-        ),
-        (
-            "inbox",
-            "Northside Imaging <scheduling@northside-imaging.com>",
-            box,
-            "MRI slot confirmed",
-            "The MRI is booked for Monday 9am.",
-            1.5,
-            {},
-        ),
-        (
-            "inbox",
-            "Health Weekly <news@healthweekly.example>",
-            box,
-            "This week in health",
-            "Our weekly newsletter.",
-            1,
-            {},
-        ),
-        (
-            "sent",
-            box,
-            "Jordan Patel <jordan.patel@example.net>",
-            "Re: Question about my appointment",
-            "Thursday works, see you then.",
-            2.5,
-            {},
-        ),
-        (
-            "sent",
-            box,
-            f"a.lee@{hospital}",
-            "Re: Referral: Jordan Patel",
-            "Thanks, we will see him next week.",
-            5,
-            {},
-        ),
-    ]
-    return [
-        (folder, _mail(sender, to, subject, body, days_ago=days, **extra), days)
-        for folder, sender, to, subject, body, days, extra in specs
-    ]
 
 
 def _bar(provider: str, status: dict[str, Any], width: int) -> str:
@@ -163,28 +55,18 @@ def _bar(provider: str, status: dict[str, Any], width: int) -> str:
     )
 
 
-def _dsn(mailbox: str, recipient: str, message_id: str) -> bytes:
-    """A delivery status notification (RFC 3464) as a receiving MTA would send it."""
-    return (
-        f"From: Mail Delivery Subsystem <mailer-daemon@mx.exmaple.net>\r\nTo: {mailbox}\r\n"
-        "Subject: Delivery Status Notification (Failure)\r\nMIME-Version: 1.0\r\n"
-        f"Message-ID: {make_msgid(domain='mx.exmaple.net')}\r\n"
-        'Content-Type: multipart/report; report-type=delivery-status; boundary="dsn"\r\n\r\n'
-        "--dsn\r\nContent-Type: text/plain\r\n\r\nThe address was not found.\r\n"
-        "--dsn\r\nContent-Type: message/delivery-status\r\n\r\n"
-        "Reporting-MTA: dns; mx.exmaple.net\r\n\r\n"
-        f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
-        "Diagnostic-Code: smtp; 550 5.1.1 User unknown\r\n\r\n"
-        "--dsn\r\nContent-Type: text/rfc822-headers\r\n\r\n"
-        f"Message-ID: {message_id}\r\nTo: {recipient}\r\n\r\n--dsn--\r\n"
-    ).encode()
+def _is_terminal(out: TextIO) -> bool:
+    isatty = getattr(out, "isatty", None)
+    return bool(isatty and isatty())
 
 
 @dataclass
 class Demo:
     base: str
     http: httpx.AsyncClient
-    out: Any = sys.stdout
+    out: TextIO = sys.stdout
+    poll_seconds: float = 0.2
+    sync_timeout_seconds: float = 120.0
 
     def say(self, line: str = "") -> None:
         self.out.write(line + "\n")
@@ -205,29 +87,56 @@ class Demo:
         target = callback.headers["location"]
         params = {k: v[0] for k, v in parse_qs(urlsplit(target).query).items()}
         if "account_id" not in params:
-            raise RuntimeError(f"connect failed: {params.get('error')}")
+            raise DemoFailed(f"connecting {mailbox} failed: {params.get('error')}")
         self.say(f"  {provider:<8} {mailbox:<45} connected → {target.split('?')[0]}?account_id=…")
         return params["account_id"]
 
     async def wait_synced(self, accounts: dict[str, str], token: str) -> None:
+        """Until every mailbox has synced once; a failed sync stops the demo with its error.
+
+        On a terminal the bars are redrawn in place. Anywhere else (a log, a pipe) a
+        redraw would be a new line each time, so a line is written only when an account's
+        state or phase changes."""
         width = 30
-        for _ in range(600):
+        redraw = _is_terminal(self.out)
+        shown: tuple[tuple[str, str, str | None], ...] | None = None
+        deadline = time.monotonic() + self.sync_timeout_seconds
+        while True:
             states = []
             for provider, account_id in accounts.items():
-                s = (
-                    await self.http.get(
-                        f"{self.base}/v1/accounts/{account_id}/sync", headers=self.headers(token)
-                    )
-                ).json()
-                states.append((provider, s))
+                response = await self.http.get(
+                    f"{self.base}/v1/accounts/{account_id}/sync", headers=self.headers(token)
+                )
+                response.raise_for_status()
+                states.append((provider, response.json()))
             line = "  ".join(_bar(p, s, width) for p, s in states)
-            self.out.write("\r  " + line)
-            self.out.flush()
+            if redraw:
+                self.out.write("\r  " + line)
+                self.out.flush()
+            else:
+                phases = tuple((p, s["state"], s.get("phase")) for p, s in states)
+                if phases != shown:
+                    self.say("  " + line)
+                    shown = phases
+            failed = [(p, s) for p, s in states if s["state"] == "failed"]
+            if failed:
+                if redraw:
+                    self.say()
+                raise DemoFailed(
+                    "; ".join(
+                        f"the {p} sync failed: {s.get('last_error') or 'no error recorded'}"
+                        for p, s in failed
+                    )
+                )
             if all(s["state"] == "idle" and s["last_synced_at"] for _, s in states):
-                self.say()
+                if redraw:
+                    self.say()
                 return
-            await asyncio.sleep(0.2)
-        raise RuntimeError("sync did not finish")
+            if time.monotonic() > deadline:
+                if redraw:
+                    self.say()
+                raise DemoFailed(f"the sync did not finish in {self.sync_timeout_seconds:.0f} s")
+            await asyncio.sleep(self.poll_seconds)
 
     async def timeline(self, title: str, path: str, token: str) -> None:
         r = await self.http.get(f"{self.base}{path}", headers=self.headers(token))
@@ -240,12 +149,8 @@ class Demo:
 
 
 async def run_demo(settings: Settings, *, port: int | None, keep_serving: bool) -> None:
-    import uvicorn
-
-    from app.cli import run_migrations
-    from app.main import create_app
-    from app.platform import fixtures
-
+    """Own transactions: seeds, connects, syncs, sends and tracks through a served API.
+    Raises DemoFailed when the walkthrough cannot go on."""
     port = port or _free_port()
     base = f"http://127.0.0.1:{port}"
     settings = settings.model_copy(
@@ -309,7 +214,7 @@ async def run_demo(settings: Settings, *, port: int | None, keep_serving: bool) 
             )
 
             demo.say("\n2. Mail waiting in two mailboxes (sandbox Gmail and Outlook)")
-            mail = _realistic_mail(GMAIL_BOX)
+            mail = realistic_mail(GMAIL_BOX)
             for provider, box in (("gmail", GMAIL_BOX), ("outlook", OUTLOOK_BOX)):
                 seeded = 0
                 for folder, raw, days in mail:
@@ -430,7 +335,7 @@ async def run_demo(settings: Settings, *, port: int | None, keep_serving: bool) 
             sent = (await http.get(f"{base}/_sandbox/gmail/mailboxes/{GMAIL_BOX}/sent")).json()
             original = sent["items"][-1]["raw"]
             message_id = re.search(r"(?im)^Message-ID:\s*(<[^>]+>)", original)
-            dsn = _dsn(
+            dsn = delivery_failure(
                 GMAIL_BOX,
                 "jordan.patel@exmaple.net",
                 message_id.group(1) if message_id else "<unknown>",
@@ -451,18 +356,10 @@ async def run_demo(settings: Settings, *, port: int | None, keep_serving: bool) 
             demo.say(f"  email {bounced_id}: {state}")
 
             demo.say("\n9. Notifications for the sender (PF-10)")
-            async with owner.connect() as conn:
-                rows = (
-                    await conn.execute(
-                        text(
-                            "SELECT type, created_at FROM notifications WHERE org_id = :o "
-                            "ORDER BY created_at"
-                        ),
-                        {"o": org_id},
-                    )
-                ).all()
-            for type_, created in rows:
-                demo.say(f"  {created:%H:%M:%S}  {type_}")
+            async with AsyncSession(owner) as session:
+                notifications = await repository.notifications_of_org(session, org_id)
+            for notification in notifications:
+                demo.say(f"  {notification.created_at:%H:%M:%S}  {notification.type}")
 
             demo.say("\nExplore:")
             demo.say(f"  API docs      {base}/docs")
