@@ -2,7 +2,8 @@
 -- into blocks chained by SHA-256 so a change made with database access is detectable.
 --
 -- Who may do what:
---   ce_app        INSERT and SELECT on the audit rows, never UPDATE or DELETE (no grant);
+--   ce_app        INSERT and SELECT on the audit rows (and their by-email side table),
+--                 never UPDATE or DELETE (no grant);
 --                 INSERT and SELECT on the blocks (sealing appends a block);
 --                 EXECUTE on two SECURITY DEFINER functions owned by the tables' owner:
 --                 ce_email_audit_mark_sealed (sets the block reference of rows that have
@@ -52,12 +53,26 @@ CREATE INDEX ce_email_access_audit_block ON ce_email_access_audit (org_id, block
 CREATE INDEX ce_email_access_audit_unsealed ON ce_email_access_audit (org_id)
     WHERE block_seq IS NULL;
 
+-- Which audit rows name an email ("who read this email"): under RLS only leakproof
+-- operators become index conditions, so array containment on email_ids could never use an
+-- index; a btree on this side table can. Written by the same statement as the audit row;
+-- a lookup aid only (the chain covers the audit rows themselves).
+CREATE TABLE ce_email_access_audit_emails (
+    org_id      uuid NOT NULL REFERENCES organisations (id) ON DELETE CASCADE,
+    email_id    uuid NOT NULL,
+    occurred_at timestamptz NOT NULL,
+    audit_id    uuid NOT NULL,
+    PRIMARY KEY (org_id, email_id, occurred_at, audit_id)
+);
+
 DO $$
 DECLARE
     t text;
     org_expr constant text := 'NULLIF(current_setting(''app.org_id'', true), '''')::uuid';
 BEGIN
-    FOREACH t IN ARRAY ARRAY['ce_email_access_audit', 'ce_email_audit_blocks'] LOOP
+    FOREACH t IN ARRAY ARRAY[
+        'ce_email_access_audit', 'ce_email_access_audit_emails', 'ce_email_audit_blocks'
+    ] LOOP
         EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('ALTER TABLE %s FORCE ROW LEVEL SECURITY', t);
         EXECUTE format('CREATE POLICY org_select ON %s FOR SELECT USING (org_id = %s)',
@@ -74,7 +89,8 @@ BEGIN
 END
 $$;
 
-GRANT SELECT, INSERT ON ce_email_access_audit, ce_email_audit_blocks TO ce_app;
+GRANT SELECT, INSERT ON ce_email_access_audit, ce_email_access_audit_emails,
+    ce_email_audit_blocks TO ce_app;
 
 -- The audit retention (DESIGN §4), an org setting like the others.
 ALTER TABLE ce_module_settings
@@ -144,6 +160,11 @@ BEGIN
     SELECT COALESCE(min(b.seq), v_last_seq) INTO v_keep_from FROM public.ce_email_audit_blocks b
     WHERE b.org_id = v_org AND b.last_occurred_at >= v_cutoff;
     v_keep_from := LEAST(v_keep_from, v_last_seq);
+    DELETE FROM public.ce_email_access_audit_emails x
+    WHERE (x.org_id, x.email_id, x.occurred_at, x.audit_id) IN (
+        SELECT a.org_id, e.email_id, a.occurred_at, a.id
+        FROM public.ce_email_access_audit a, unnest(a.email_ids) AS e (email_id)
+        WHERE a.org_id = v_org AND a.block_seq < v_keep_from);
     DELETE FROM public.ce_email_access_audit a
     WHERE a.org_id = v_org AND a.block_seq < v_keep_from;
     GET DIAGNOSTICS audit_rows = ROW_COUNT;

@@ -22,11 +22,15 @@ Action = Literal["read", "download", "list"]
 
 _ROW_COLUMNS = "org_id, id, user_id, action, email_ids, attachment_id, occurred_at, request_id"
 
+# One statement: the audit row and its by-email index rows.
 _INSERT = text(
-    "INSERT INTO ce_email_access_audit "
+    "WITH row AS (INSERT INTO ce_email_access_audit "
     "(org_id, user_id, action, email_ids, attachment_id, request_id) "
     "VALUES (:org_id, :user_id, :action, CAST(:email_ids AS uuid[]), :attachment_id, "
-    ":request_id)"
+    ":request_id) RETURNING org_id, id, occurred_at, email_ids) "
+    "INSERT INTO ce_email_access_audit_emails (org_id, email_id, occurred_at, audit_id) "
+    "SELECT DISTINCT row.org_id, e.email_id, row.occurred_at, row.id "
+    "FROM row, unnest(row.email_ids) AS e (email_id)"
 )
 
 
@@ -76,32 +80,37 @@ class AuditQuery:
 async def list_entries(
     session: AsyncSession, q: AuditQuery, *, after: tuple[datetime, UUID] | None, limit: int
 ) -> list[AuditEntry]:
-    """Newest first, keyset on (occurred_at, id); `since` inclusive, `until` exclusive."""
-    conditions = ["TRUE"]
-    params: dict[str, Any] = {"limit": limit}
-    if q.user_id is not None:
-        conditions.append("user_id = :user_id")
-        params["user_id"] = q.user_id
+    """Newest first, keyset on (occurred_at, id); `since` inclusive, `until` exclusive.
+
+    With an email, the walk is over that email's side-table rows (an index range scan)."""
     if q.email_id is not None:
-        conditions.append("email_ids @> ARRAY[CAST(:email_id AS uuid)]")
-        params["email_id"] = q.email_id
+        source = (
+            "ce_email_access_audit_emails k JOIN ce_email_access_audit a "
+            "ON a.org_id = k.org_id AND a.id = k.audit_id AND k.email_id = :email_id"
+        )
+        order_time, order_id = "k.occurred_at", "k.audit_id"
+    else:
+        source, order_time, order_id = "ce_email_access_audit a", "a.occurred_at", "a.id"
+    conditions = ["TRUE"]
+    params: dict[str, Any] = {"limit": limit, "email_id": q.email_id}
+    if q.user_id is not None:
+        conditions.append("a.user_id = :user_id")
+        params["user_id"] = q.user_id
     if q.since is not None:
-        conditions.append("occurred_at >= :since")
+        conditions.append(f"{order_time} >= :since")
         params["since"] = q.since
     if q.until is not None:
-        conditions.append("occurred_at < :until")
+        conditions.append(f"{order_time} < :until")
         params["until"] = q.until
     if after is not None:
-        conditions.append("(occurred_at, id) < (:after_time, :after_id)")
+        conditions.append(f"({order_time}, {order_id}) < (:after_time, :after_id)")
         params["after_time"], params["after_id"] = after
-    rows = await session.execute(
-        text(
-            "SELECT id, user_id, action, email_ids, attachment_id, occurred_at, request_id, "
-            f"block_seq FROM ce_email_access_audit WHERE {' AND '.join(conditions)} "
-            "ORDER BY occurred_at DESC, id DESC LIMIT :limit"
-        ),
-        params,
+    sql = (
+        "SELECT a.id, a.user_id, a.action, a.email_ids, a.attachment_id, a.occurred_at, "
+        f"a.request_id, a.block_seq FROM {source} WHERE {' AND '.join(conditions)} "
+        f"ORDER BY {order_time} DESC, {order_id} DESC LIMIT :limit"
     )
+    rows = await session.execute(text(sql), {k: v for k, v in params.items() if f":{k}" in sql})
     return [AuditEntry(*row) for row in rows]
 
 

@@ -11,9 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
+from app.db.rls import org_transaction
 from app.platform.documents import document_storage
 from tests.conftest import Org
 from tests.db.factories import insert, make_contact
@@ -212,3 +214,52 @@ async def test_naive_times_are_utc_and_dates_are_accepted(
     for params in ({"since": "2026-01-01"}, {"until": "2026-01-01T10:00:00"}):
         response = await client.get(AUDIT, params=params, headers=org_a.headers())
         assert response.status_code == 200, (params, response.text)
+
+
+async def test_one_page_row_names_every_email_and_each_is_found_by_email(
+    client: httpx.AsyncClient,
+    owner_engine: AsyncEngine,
+    app_engine: AsyncEngine,
+    make_org: Any,
+    test_settings: Settings,
+) -> None:
+    org: Org = await make_org("Two")
+    first, _, _ = await _mail_with_attachment(owner_engine, app_engine, org, test_settings)
+    second, _, _ = await _mail_with_attachment(
+        owner_engine, app_engine, org, test_settings, address="front@clinic.example"
+    )
+    page = await client.get("/v1/emails", headers=org.headers("member"))
+    assert {i["id"] for i in page.json()["items"]} == {str(first), str(second)}
+    [row] = await _items(client, org, AUDIT, "admin")
+    assert row["action"] == "list"
+    assert set(row["email_ids"]) == {str(first), str(second)}
+    for email_id in (first, second):
+        [found] = await _items(client, org, AUDIT, "admin", email_id=str(email_id))
+        assert found["id"] == row["id"]
+        [found] = await _items(client, org, f"/v1/emails/{email_id}/access", "member")
+        assert found["id"] == row["id"]
+
+
+async def test_who_read_an_email_is_an_index_range_scan_under_rls(
+    app_engine: AsyncEngine, org_a: Org
+) -> None:
+    """Array containment is not leakproof, so under RLS it could never use an index; the
+    side table's btree can."""
+    async with org_transaction(app_engine, org_a.id) as session:
+        await session.execute(text("SET LOCAL enable_seqscan = off"))
+        plan = "\n".join(
+            (
+                await session.execute(
+                    text(
+                        "EXPLAIN SELECT a.id FROM ce_email_access_audit_emails k "
+                        "JOIN ce_email_access_audit a ON a.org_id = k.org_id "
+                        "AND a.id = k.audit_id AND k.email_id = :e "
+                        "ORDER BY k.occurred_at DESC, k.audit_id DESC LIMIT 26"
+                    ),
+                    {"e": uuid.uuid4()},
+                )
+            ).scalars()
+        )
+    assert "ce_email_access_audit_emails_pkey" in plan, plan
+    assert "Index Cond: ((org_id = " in plan, plan
+    assert "(email_id = " in plan, plan

@@ -36,9 +36,14 @@ async def _audit_rows(
         ids.append(
             await insert(
                 owner_engine,
-                "INSERT INTO ce_email_access_audit (org_id, user_id, action, email_ids, "
-                "occurred_at, request_id) VALUES (:org, :user, 'read', ARRAY[:email]::uuid[], "
-                "clock_timestamp() - CAST(:age AS interval), :rid) RETURNING id",
+                "WITH row AS (INSERT INTO ce_email_access_audit (org_id, user_id, action, "
+                "email_ids, occurred_at, request_id) VALUES (:org, :user, 'read', "
+                "ARRAY[:email]::uuid[], clock_timestamp() - CAST(:age AS interval), :rid) "
+                "RETURNING org_id, id, occurred_at), "
+                "side AS (INSERT INTO ce_email_access_audit_emails "
+                "(org_id, email_id, occurred_at, audit_id) "
+                "SELECT org_id, :email, occurred_at, id FROM row) "
+                "SELECT id FROM row",
                 org=org.id,
                 user=uuid.UUID(org["member"]["user_id"]),
                 email=uuid.uuid4(),
@@ -69,6 +74,8 @@ def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
         "TRUNCATE ce_email_access_audit",
         "UPDATE ce_email_audit_blocks SET hash = repeat('0', 64)",
         "DELETE FROM ce_email_audit_blocks",
+        "UPDATE ce_email_access_audit_emails SET email_id = gen_random_uuid()",
+        "DELETE FROM ce_email_access_audit_emails",
     ],
 )
 async def test_the_service_role_cannot_change_or_delete_audit_rows(
@@ -248,6 +255,16 @@ async def test_retention_deletes_whole_oldest_sealed_blocks_and_the_chain_still_
             ).scalars()
         )
     assert not left & set(old)
+    async with owner_engine.connect() as conn:
+        indexed = set(
+            (
+                await conn.execute(
+                    text("SELECT audit_id FROM ce_email_access_audit_emails WHERE org_id = :o"),
+                    {"o": org.id},
+                )
+            ).scalars()
+        )
+    assert indexed == left  # the by-email rows went with their audit rows
     assert set(unsealed_old) <= left  # sealed in block 2, which still holds recent rows
     [report_after] = await jobs.verify_all(app_engine, org.id)
     assert report_after.intact
