@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 from uuid import UUID
 
 import typer
@@ -24,6 +24,8 @@ T = TypeVar("T")
 cli = typer.Typer(help="CE-07 email integration service", no_args_is_help=True)
 dev = typer.Typer(help="Development fixtures (refused when CE_ENV=production)")
 cli.add_typer(dev, name="dev")
+audit = typer.Typer(help="The access audit's hash chain: seal and verify")
+cli.add_typer(audit, name="audit")
 
 
 def _settings() -> Settings:
@@ -263,6 +265,62 @@ def dev_database_url() -> None:
     """Print the resolved owner DATABASE_URL (starts the embedded server when unset)."""
     _dev_guard()
     sys.stdout.write(str(_settings().database_url) + "\n")
+
+
+def _run_as_app(fn: Callable[[Any], Awaitable[T]]) -> T:
+    """Runs with the service's own role (ce_app, org by org under RLS): sealing and
+    verifying need nothing the service itself lacks, so the command can do no more than
+    the periodic job, and an operator needs no owner credentials to check the chain."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from app.db.urls import app_url
+
+    settings = _settings()
+
+    async def main() -> T:
+        engine = create_async_engine(app_url(settings, "asyncpg"))
+        try:
+            return await fn(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+@audit.command("seal")
+def audit_seal() -> None:
+    """Seal every org's unsealed audit rows into new blocks now (what the periodic job does),
+    then apply the audit retention."""
+    from dataclasses import asdict
+
+    from app.audit.jobs import seal_all
+
+    report = _run_as_app(seal_all)
+    payload = asdict(report)
+    payload["org_ids"] = [str(o) for o in report.org_ids]
+    _emit(payload)
+
+
+@audit.command("verify")
+def audit_verify(
+    org: Annotated[UUID | None, typer.Option(help="only this org (default: every org)")] = None,
+) -> None:
+    """Recompute each org's hash chain; name the first block that no longer matches (exit 1)."""
+    from app.audit.jobs import verify_all
+
+    reports = _run_as_app(lambda engine: verify_all(engine, org))
+    broken = [r for r in reports if not r.intact]
+    for r in reports:
+        if r.intact:
+            span = f" (blocks {r.first_seq}..{r.last_seq})" if r.blocks else ""
+            typer.echo(f"org {r.org_id}: intact, {r.blocks} blocks{span}, {r.rows} rows")
+        else:
+            typer.echo(f"org {r.org_id}: BROKEN at block {r.broken_seq}: {r.reason}")
+    typer.echo(
+        f"{len(reports)} orgs checked, {len(reports) - len(broken)} intact, {len(broken)} broken"
+    )
+    if broken:
+        raise typer.Exit(code=1)
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.accounts.endpoints import accounts_router, oauth_router
+from app.audit.endpoints import router as audit_router
 from app.auth.tokens import TokenVerifier
 from app.config import Settings, check_production_safety, get_settings
 from app.context import ServiceContext
@@ -174,6 +175,7 @@ def create_app(
     app.include_router(sync_router)
     app.include_router(webhooks_router)
     app.include_router(email_router)
+    app.include_router(audit_router)
     app.include_router(send_router)
     app.include_router(tracking_router)
 

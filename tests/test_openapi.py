@@ -9,6 +9,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.accounts.schemas import Account, AccountList, AccountPatch
+from app.audit.schemas import AuditPage
 from app.messages.schemas import EmailListItem, EmailPage
 from app.send.schemas import SendRequest, SendResponse
 from app.settings.schemas import ModuleSettings, ModuleSettingsPatch
@@ -26,6 +27,7 @@ MODELS: dict[str, Any] = {
     "SendResponse": SendResponse,
     "ModuleSettings": ModuleSettings,
     "ModuleSettingsPatch": ModuleSettingsPatch,
+    "AuditPage": AuditPage,
 }
 
 

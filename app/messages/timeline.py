@@ -1,5 +1,6 @@
 """Reading stored mail: the timelines (all, by contact, by partner), the detail and
-attachment content, for the endpoints. Each runs in the request's transaction."""
+attachment content, for the endpoints. Each runs in the request's transaction, and each
+read of content appends its access-audit row in that same transaction."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit import service as audit
 from app.auth.deps import Caller
 from app.errors import BadRequest, NotFound
 from app.matching import repository as matching_repository
@@ -127,6 +129,7 @@ async def list_timeline(
     links = await _links_by_email(caller.session, [r.id for r in page])
     items = [EmailListItem.model_validate(_list_item(r, *links[r.id])) for r in page]
     next_cursor = encode_cursor(page[-1].occurred_at, page[-1].id) if more else None
+    await audit.record_list(caller, [r.id for r in page])
     return EmailPage(items=items, next_cursor=next_cursor)
 
 
@@ -194,6 +197,7 @@ async def email_detail(caller: Caller, email_id: UUID) -> EmailDetail:
     people += [("to", p) for p in item["to"]] + [("cc", p) for p in item["cc"]]
     people += [("bcc", p) for p in bcc]
     attachments = await repository.attachments_of(caller.session, email_id)
+    await audit.record_read(caller, email_id)
     return EmailDetail.model_validate(
         {
             **item,
@@ -240,6 +244,7 @@ async def attachment_content(
     except (OSError, ValueError):
         logger.warning("attachment content missing", extra={"email_id": str(email_id)})
         raise NotFound("The attachment's content is not available") from None
+    await audit.record_download(caller, email_id, attachment_id)
     return AttachmentContent(
         filename=row.filename or row.document_filename or "attachment",
         content_type=row.content_type or "application/octet-stream",

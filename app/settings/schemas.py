@@ -35,6 +35,8 @@ def _hostname(value: str) -> str:
 HistoryDays = Annotated[StrictInt, _between(7, 90), _range_schema(7, 90)]
 BodyLimitKb = Annotated[StrictInt, _between(100, 2000), _range_schema(100, 2000)]
 IntervalMinutes = Annotated[StrictInt, _between(5, 60), _range_schema(5, 60)]
+# Six years (HIPAA's record keeping, 45 CFR 164.316) to ten.
+AuditRetentionDays = Annotated[StrictInt, _between(2190, 3650), _range_schema(2190, 3650)]
 TrackingDomain = Annotated[str, AfterValidator(_hostname), Field(max_length=253)]
 
 
@@ -46,6 +48,8 @@ class ModuleSettings(BaseModel):
     email_sync_interval_minutes: int = Field(15, ge=5, le=60)
     email_tracking_enabled: bool = True
     email_custom_tracking_domain: str | None = None
+    email_audit_retention_days: int = Field(2190, ge=2190, le=3650)
+    """Access-audit rows are kept this long (sealed blocks, oldest first)."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -56,6 +60,7 @@ class ModuleSettings(BaseModel):
                     "email_sync_interval_minutes": 15,
                     "email_tracking_enabled": True,
                     "email_custom_tracking_domain": None,
+                    "email_audit_retention_days": 2190,
                 }
             ]
         }
@@ -75,3 +80,4 @@ class ModuleSettingsPatch(BaseModel):
     email_sync_interval_minutes: IntervalMinutes | None = None
     email_tracking_enabled: StrictBool | None = None
     email_custom_tracking_domain: TrackingDomain | None = None
+    email_audit_retention_days: AuditRetentionDays | None = None

@@ -62,6 +62,8 @@ async def test_every_org_table_has_forced_rls_and_a_policy_per_command(
             assert row["name"] in (
                 "public.ce_email_accounts", "public.ce_module_settings", "public.ce_emails",
                 "public.ce_email_tracking_events", "public.ce_oauth_states",
+                # which orgs have audit rows to seal or a chain to verify (sql/130)
+                "public.ce_email_access_audit", "public.ce_email_audit_blocks",
             )
 
 

@@ -1,0 +1,82 @@
+"""Audit jobs: seal new audit rows into the hash chain, then apply the audit retention.
+
+`seal_all` and `verify_all` are also what `ce-email audit seal` / `verify` run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import procrastinate
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.audit import repository, service
+from app.audit.service import ChainReport
+from app.db.rls import org_transaction, system_transaction
+from app.jobs.queue import QUEUE_MAINTENANCE
+from app.jobs.runtime import RUNTIME
+
+logger = logging.getLogger(__name__)
+
+blueprint = procrastinate.Blueprint()
+
+ORGS_PER_RUN = 10_000
+
+
+@dataclass
+class SealReport:
+    orgs: int = 0
+    blocks: int = 0
+    rows: int = 0
+    purged_blocks: int = 0
+    purged_rows: int = 0
+    org_ids: list[UUID] = field(default_factory=list)
+
+
+async def seal_all(engine: AsyncEngine) -> SealReport:
+    """Own transaction: one per org. Seals every org's unsealed rows, then deletes the
+    org's blocks past its audit retention (only sealed rows ever are)."""
+    async with system_transaction(engine) as session:
+        org_ids = await repository.orgs_with_audit(session, unsealed_only=True, limit=ORGS_PER_RUN)
+    report = SealReport(org_ids=org_ids)
+    for org_id in org_ids:
+        async with org_transaction(engine, org_id) as session:
+            blocks, rows = await service.seal_org(session, org_id)
+            purged_blocks, purged_rows = await repository.purge_expired(session)
+        report.orgs += 1
+        report.blocks += blocks
+        report.rows += rows
+        report.purged_blocks += purged_blocks
+        report.purged_rows += purged_rows
+    return report
+
+
+async def verify_all(engine: AsyncEngine, org_id: UUID | None = None) -> list[ChainReport]:
+    """Own transaction: one read-only transaction per org; every org with audit rows or
+    blocks unless `org_id` is given."""
+    if org_id is None:
+        async with system_transaction(engine) as session:
+            org_ids = await repository.orgs_with_audit(
+                session, unsealed_only=False, limit=ORGS_PER_RUN
+            )
+    else:
+        org_ids = [org_id]
+    reports = []
+    for org in org_ids:
+        async with org_transaction(engine, org) as session:
+            reports.append(await service.verify_org(session, org))
+    return reports
+
+
+@blueprint.periodic(cron="*/10 * * * *", periodic_id="audit-seal")
+@blueprint.task(name="seal_email_audit", queue=QUEUE_MAINTENANCE, queueing_lock="audit-seal")
+async def seal_email_audit(timestamp: int) -> None:
+    """Every 10 minutes: seal the audit rows written since the last run, org by org."""
+    report = await seal_all(RUNTIME.require().engine)
+    if report.blocks or report.purged_blocks:
+        logger.info(
+            "email audit sealed",
+            extra={"count": report.rows, "processed": report.blocks, "deleted": report.purged_rows},
+        )
