@@ -159,8 +159,6 @@ async def run_sync(
             if run.stored:
                 await repository.note_new_mail(session, account_id)
             silent = await push_went_silent(ctx, session, account_id, started)
-        if silent:
-            await _rearm_silent_push(ctx, org_id, account_id, account.provider, provider, log)
     except ProviderError as exc:
         await _act_on_failure(ctx, run, exc, log)
         return run
@@ -172,6 +170,8 @@ async def run_sync(
         logger.error("sync crashed", extra={**log, "error_type": type(exc).__name__})
         raise
     MESSAGES_SYNCED.labels(account.provider).inc(run.stored)
+    if silent:  # the mail is stored either way: re-arming is not part of the sync's outcome
+        await _rearm_silent_push(ctx, org_id, account_id, account.provider, provider, log)
     logger.info(
         "sync done",
         extra={**log, "fetched": run.fetched, "stored": run.stored, "deleted": run.deleted},
