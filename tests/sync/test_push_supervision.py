@@ -67,11 +67,21 @@ async def _run_sync_jobs(app: FastAPI) -> None:
     )
 
 
-async def _push(client: httpx.AsyncClient, org: Org, account_id: str) -> dict[str, Any]:
+def _show(line: str) -> None:
+    """A step of the demonstration, displayed by `pytest -s`."""
+    print(line)  # noqa: T201 - the Must-show run prints the states it goes through
+
+
+async def _push(
+    client: httpx.AsyncClient, org: Org, account_id: str, show: str | None = None
+) -> dict[str, Any]:
+    """The `push` part of the sync status; `show`: print it (`pytest -s` displays it)."""
     r = await client.get(f"/v1/accounts/{account_id}/sync", headers=org.headers())
     assert r.status_code == 200, r.text
     push = r.json()["push"]
     assert isinstance(push, dict)
+    if show:
+        _show(f"{show}: push = {push}")
     return push
 
 
@@ -153,7 +163,7 @@ async def test_dropped_push_is_noticed_rearmed_polled_fast_then_active_again(
     account = await connect(client, provider, org.headers(), login_hint=mailbox)
     account_id = account["id"]
     await _run_sync_jobs(app)
-    push = await _push(client, org, account_id)
+    push = await _push(client, org, account_id, f"{provider} after the first sync")
     assert push["state"] == "active"
     assert push["rearmed"] == 0
     assert push["expires_at"]
@@ -176,31 +186,35 @@ async def test_dropped_push_is_noticed_rearmed_polled_fast_then_active_again(
     assert await stored_messages(owner_engine, account_id) == sandbox_messages(
         app, provider, mailbox
     )
-    push = await _push(client, org, account_id)
+    push = await _push(client, org, account_id, f"{provider} after a poll found unannounced mail")
     assert push["state"] == "silent"
     assert push["rearmed"] == 1
     assert push["last_notification_at"] is None
     assert push["poll_interval_seconds"] == MIN_INTERVAL
     assert _rearmed_metric(provider) == rearmed_before + 1
+    _show(f"{provider} rearmed metric: {rearmed_before} -> {_rearmed_metric(provider)}")
     rearmed_channel = _channel_at_sandbox(app, provider, mailbox)
     assert rearmed_channel
     assert rearmed_channel is not registered
     assert rearmed_channel != registered, "the sandbox saw a new watch/subscription"
+    _show(f"{provider} sandbox registration: {registered!r} -> {rearmed_channel!r}")
     row = await account_row(owner_engine, account_id)
     if provider == "outlook":
         # the silent subscription was deleted, the new one is the one we listen for
         assert rearmed_channel == (row["push_channel_id"],)
     assert await _due(app, owner_engine, account_id, f"{MIN_INTERVAL + 3} seconds")
+    _show(f"{provider} silent: due for a poll {MIN_INTERVAL + 3} s after the last sync")
 
     # Pushes flow again (the fault is used up): the next notification makes it active.
     await seed_many(client, provider, mailbox, 1)
     await sandbox_of(app).drain_pushes()
-    push = await _push(client, org, account_id)
+    push = await _push(client, org, account_id, f"{provider} after a notification arrived")
     assert push["state"] == "active"
     assert push["rearmed"] == 1
     assert push["last_notification_at"]
     assert push["poll_interval_seconds"] == ORG_INTERVAL
     assert not await _due(app, owner_engine, account_id, f"{MIN_INTERVAL + 3} seconds")
+    _show(f"{provider} active: not due {MIN_INTERVAL + 3} s after the last sync")
     await _run_sync_jobs(app)
     assert await stored_messages(owner_engine, account_id) == sandbox_messages(
         app, provider, mailbox
