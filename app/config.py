@@ -102,6 +102,19 @@ class Settings(BaseSettings):
     """Processes that parse synced mail beside the event loop (0: parse in it, yielding
     between messages). Worth it when a core is otherwise idle during a sync."""
 
+    # Push supervision and polling (issue 12)
+    push_grace_seconds: int = 300
+    """How long a notification may take to arrive (Graph: at most about 3 minutes): mail
+    that arrived longer ago than this, after the last notification, was never announced."""
+    push_quiet_period_seconds: int = 6 * 3600
+    """With no notification for this long while mail keeps being stored, push is silent."""
+    poll_min_interval_seconds: int = 300
+    """The shortest polling interval: mailboxes without healthy push are polled this often
+    (idle ones back off to the org's `email_sync_interval_minutes`, never beyond)."""
+    poll_tick_seconds: int = 60
+    """How often the poller looks for due mailboxes (the periodic job runs each minute and,
+    below 60, looks again every this many seconds within it)."""
+
     # Sandbox knobs (only read when CE_SANDBOX=1 or `ce-email sandbox`; app/sandbox_mount.py
     # hands them to the sandbox in its SandboxConfig)
     sandbox_subscription_max_minutes: int = 10080

@@ -41,6 +41,12 @@ MESSAGES_SYNCED = Counter(
     ["provider"],
     registry=REGISTRY,
 )
+PUSH_REARMED = Counter(
+    "ce_email_push_rearmed_total",
+    "Push channels registered again because push was silent",
+    ["provider"],
+    registry=REGISTRY,
+)
 SYNC_LAG = Gauge(
     "ce_email_sync_lag_seconds",
     "Seconds since the account last synced",

@@ -24,7 +24,7 @@ from app.providers.registry import push_format
 from app.security.ratelimit import limited
 from app.sync import repository
 from app.sync.push import client_state_matches
-from app.sync.schemas import SyncRequested, SyncStatus
+from app.sync.schemas import PushStatus, SyncRequested, SyncStatus
 from app.sync.service import PUSH_PRIORITY, accept_notice, enqueue_sync
 
 logger = logging.getLogger(__name__)
@@ -65,12 +65,18 @@ async def request_sync(account_id: UUID, caller: CallerDep) -> SyncRequested:
     summary="Sync progress and outcome of the account",
     responses={404: {"description": "No such account"}},
 )
-async def sync_status(account_id: UUID, caller: CallerDep) -> SyncStatus:
+async def sync_status(account_id: UUID, caller: CallerDep, request: Request) -> SyncStatus:
     await accounts_service.get_account(caller, account_id)  # visibility and 404
     progress = await repository.sync_progress(caller.session, account_id)
     if progress is None:
         raise NotFound("No such account")
-    return SyncStatus.model_validate(progress._asdict())
+    status = SyncStatus.model_validate(progress._asdict())
+    push = await repository.push_status(
+        caller.session, account_id, _ctx(request).settings.poll_min_interval_seconds
+    )
+    if push is not None:
+        status.push = PushStatus.model_validate(push._asdict())
+    return status
 
 
 async def _notices(request: Request, provider: str) -> list[PushNotice]:

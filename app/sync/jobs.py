@@ -6,6 +6,7 @@ their own org transactions.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -45,10 +46,22 @@ async def renew_push_channel(org_id: str, account_id: str, provider: str) -> Non
 @blueprint.periodic(cron="* * * * *", periodic_id="poll")
 @blueprint.task(name="poll_due_accounts", queue=QUEUE_MAINTENANCE, queueing_lock="poll")
 async def poll_due_accounts(timestamp: int) -> None:
-    """Polling fallback: every account whose interval has passed gets a (coalesced) sync."""
+    """Polling fallback: every account whose interval has passed gets a (coalesced) sync.
+    The interval follows the account's push health (sql/120 `ce_poll_interval`). Runs each
+    minute; with a `poll_tick_seconds` below 60 it looks again every tick within it."""
+    settings = RUNTIME.require().settings
+    tick = max(1, settings.poll_tick_seconds)
+    passes = max(1, 60 // tick)
+    for number in range(passes):
+        if number:
+            await asyncio.sleep(tick)
+        await _poll_once(settings.poll_min_interval_seconds)
+
+
+async def _poll_once(min_interval_seconds: int) -> None:
     ctx = RUNTIME.require()
     async with system_transaction(ctx.engine) as session:
-        due = await repository.accounts_due_for_sync(session, BATCH)
+        due = await repository.accounts_due_for_sync(session, BATCH, min_interval_seconds)
     for org_id, account_id in due:
         async with org_transaction(ctx.engine, org_id) as session:
             await enqueue_sync(session, org_id, account_id, reason="poll")
@@ -59,11 +72,11 @@ async def poll_due_accounts(timestamp: int) -> None:
 @blueprint.periodic(cron="*/10 * * * *", periodic_id="renew")
 @blueprint.task(name="renew_expiring_push", queue=QUEUE_MAINTENANCE, queueing_lock="renew")
 async def renew_expiring_push(timestamp: int) -> None:
+    """Renew push channels before they expire (from the expiry the provider returned)."""
     ctx = RUNTIME.require()
-    before = datetime.now(UTC) + timedelta(days=1)
     async with system_transaction(ctx.engine) as session:
-        for org_id, account_id, provider in await repository.accounts_push_expiring(
-            session, before, BATCH
+        for org_id, account_id, provider in await repository.accounts_push_renewal_due(
+            session, BATCH
         ):
             await enqueue_push_renewal(session, org_id, account_id, provider)
 

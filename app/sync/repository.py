@@ -1,4 +1,5 @@
-"""SQL of sync state: cursors, progress, known provider ids, push channels, due accounts.
+"""SQL of sync state: cursors, progress, known provider ids, push channels and their
+health, due accounts.
 
 `known_provider_ids` and the page write (app.messages) are the sync's hot path: their
 statements are tuned (sql/070) and kept as they are.
@@ -27,6 +28,22 @@ class ExpiringPush(NamedTuple):
     org_id: UUID
     account_id: UUID
     provider: str
+
+
+class PushRecord(NamedTuple):
+    channel_id: str | None
+    expires_at: datetime | None
+    resource: str | None
+    registered_at: datetime | None
+    state: str
+
+
+class PushStatusRow(NamedTuple):
+    state: str
+    expires_at: datetime | None
+    last_notification_at: datetime | None
+    rearmed: int
+    poll_interval_seconds: int
 
 
 class SyncProgress(NamedTuple):
@@ -154,13 +171,122 @@ async def set_push_channel(
     expires_at: datetime | None,
     resource: str | None,
 ) -> None:
+    """Store the channel the provider registered; its lifetime counts from now."""
     await session.execute(
         text(
             "UPDATE ce_email_accounts SET push_channel_id = :c, push_expires_at = :e, "
-            "push_resource = :r, updated_at = now() WHERE id = :id"
+            "push_resource = :r, push_registered_at = CASE WHEN CAST(:c AS text) IS NULL "
+            "THEN NULL ELSE now() END, updated_at = now() WHERE id = :id"
         ),
         {"c": channel_id, "e": expires_at, "r": resource, "id": account_id},
     )
+
+
+async def push_record(session: AsyncSession, account_id: UUID) -> PushRecord | None:
+    row = (
+        await session.execute(
+            text(
+                "SELECT push_channel_id, push_expires_at, push_resource, push_registered_at, "
+                "ce_push_state(push_channel_id, push_expires_at, push_silent_since) "
+                "FROM ce_email_accounts WHERE id = :id"
+            ),
+            {"id": account_id},
+        )
+    ).first()
+    return None if row is None else PushRecord(*row)
+
+
+async def record_notification(session: AsyncSession, account_id: UUID) -> None:
+    """A verified notification arrived: push works (again)."""
+    await session.execute(
+        text(
+            "UPDATE ce_email_accounts SET push_last_notification_at = now(), "
+            "push_silent_since = NULL WHERE id = :id"
+        ),
+        {"id": account_id},
+    )
+
+
+async def unannounced_mail(
+    session: AsyncSession,
+    account_id: UUID,
+    *,
+    stored_since: datetime,
+    grace_seconds: int,
+    burst_seconds: float,
+    quiet_seconds: int,
+) -> bool:
+    """Whether inbox mail is stored that push should have announced and did not.
+
+    Mail counts when it arrived after the channel was registered (plus the grace) and
+    after the last notification (plus the grace, or the provider's coalescing window: one
+    notification may stand for a burst), and long enough ago for its notification to have
+    come. It must have been stored since `stored_since` (by this sync), unless push has
+    been quiet for the whole quiet period (then any such mail counts).
+    """
+    found = await session.execute(
+        text(
+            "SELECT EXISTS (SELECT 1 FROM ce_emails e JOIN ce_email_accounts a "
+            "ON a.id = e.account_id AND a.org_id = e.org_id "
+            "WHERE a.id = :a AND a.push_channel_id IS NOT NULL "
+            "AND e.direction = 'inbound' AND e.folder = 'inbox' "
+            "AND e.occurred_at > a.push_registered_at + make_interval(secs => :grace) "
+            "AND (a.push_last_notification_at IS NULL OR e.occurred_at > "
+            "a.push_last_notification_at + make_interval(secs => GREATEST(:grace, :burst))) "
+            "AND e.occurred_at <= now() - make_interval(secs => :grace) "
+            "AND (e.created_at >= :since OR GREATEST(a.push_registered_at, "
+            "a.push_last_notification_at) < now() - make_interval(secs => :quiet)))"
+        ),
+        {
+            "a": account_id,
+            "grace": float(grace_seconds),
+            "burst": float(burst_seconds),
+            "quiet": float(quiet_seconds),
+            "since": stored_since,
+        },
+    )
+    return bool(found.scalar_one())
+
+
+async def mark_push_silent(session: AsyncSession, account_id: UUID, *, rearmed: bool) -> None:
+    """Push is silent (until a notification arrives); `rearmed`: its channel was
+    registered again for it."""
+    await session.execute(
+        text(
+            "UPDATE ce_email_accounts SET push_silent_since = COALESCE(push_silent_since, now()), "
+            "push_rearmed = push_rearmed + CASE WHEN :r THEN 1 ELSE 0 END WHERE id = :id"
+        ),
+        {"r": rearmed, "id": account_id},
+    )
+
+
+async def note_new_mail(session: AsyncSession, account_id: UUID) -> None:
+    """A sync stored new mail (idle mailboxes without push are polled less often)."""
+    await session.execute(
+        text("UPDATE ce_email_accounts SET last_mail_at = now() WHERE id = :id"),
+        {"id": account_id},
+    )
+
+
+async def push_status(
+    session: AsyncSession, account_id: UUID, min_interval_seconds: int
+) -> PushStatusRow | None:
+    row = (
+        await session.execute(
+            text(
+                "SELECT ce_push_state(a.push_channel_id, a.push_expires_at, a.push_silent_since), "
+                "a.push_expires_at, a.push_last_notification_at, a.push_rearmed, "
+                "CAST(extract(epoch FROM ce_poll_interval("
+                "ce_push_state(a.push_channel_id, a.push_expires_at, a.push_silent_since), "
+                "now() - COALESCE(a.last_mail_at, a.created_at), "
+                "COALESCE(s.email_sync_interval_minutes, 15), :min)) AS integer) "
+                "FROM ce_email_accounts a "
+                "LEFT JOIN ce_module_settings s ON s.org_id = a.org_id WHERE a.id = :id"
+            ),
+            {"id": account_id, "min": min_interval_seconds},
+        )
+    ).first()
+    return None if row is None else PushStatusRow(*row)
 
 
 async def window_provider_ids(
@@ -231,19 +357,22 @@ async def account_by_push_channel(
     return None if row is None else AccountRef(*row)
 
 
-async def accounts_due_for_sync(session: AsyncSession, limit: int) -> list[AccountRef]:
+async def accounts_due_for_sync(
+    session: AsyncSession, limit: int, min_interval_seconds: int
+) -> list[AccountRef]:
+    """Accounts whose polling interval has passed (sql/120: by push health)."""
     rows = await session.execute(
-        text("SELECT org_id, account_id FROM ce_accounts_due_for_sync(:n)"), {"n": limit}
+        text("SELECT org_id, account_id FROM ce_accounts_due_for_poll(:m, :n)"),
+        {"m": min_interval_seconds, "n": limit},
     )
     return [AccountRef(*row) for row in rows]
 
 
-async def accounts_push_expiring(
-    session: AsyncSession, before: datetime, limit: int
-) -> list[ExpiringPush]:
+async def accounts_push_renewal_due(session: AsyncSession, limit: int) -> list[ExpiringPush]:
+    """Push channels to renew before they expire (sql/120: from the granted lifetime)."""
     rows = await session.execute(
-        text("SELECT org_id, account_id, provider FROM ce_accounts_push_expiring(:b, :n)"),
-        {"b": before, "n": limit},
+        text("SELECT org_id, account_id, provider FROM ce_accounts_push_renewal_due(:n)"),
+        {"n": limit},
     )
     return [ExpiringPush(*row) for row in rows]
 

@@ -6,6 +6,22 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 
+class PushStatus(BaseModel):
+    """The health of the mailbox's push channel (Gmail watch, Graph subscription)."""
+
+    state: Literal["active", "silent", "expired", "off"] = Field(
+        description="off: none registered; expired: past its expiry; silent: mail arrived "
+        "that push never announced (re-armed, polled at the minimum interval until a "
+        "notification arrives); active otherwise"
+    )
+    expires_at: datetime | None = None
+    last_notification_at: datetime | None = None
+    rearmed: int = Field(0, description="times re-registered because push was silent")
+    poll_interval_seconds: int = Field(
+        examples=[900], description="how often the mailbox is polled now"
+    )
+
+
 class SyncStatus(BaseModel):
     """What a progress bar needs."""
 
@@ -17,6 +33,7 @@ class SyncStatus(BaseModel):
     finished_at: datetime | None = None
     last_synced_at: datetime | None = None
     last_error: str | None = None
+    push: PushStatus | None = None
 
 
 class SyncRequested(BaseModel):

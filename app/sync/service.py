@@ -20,15 +20,15 @@ from app.accounts import repository as accounts_repository
 from app.context import ServiceContext
 from app.db.rls import org_transaction
 from app.jobs.queue import QUEUE_MAINTENANCE, enqueue
-from app.observability.metrics import MESSAGES_SYNCED
-from app.providers.base import PushFormat, PushNotice, SyncCursor
+from app.observability.metrics import MESSAGES_SYNCED, PUSH_REARMED
+from app.providers.base import MailProvider, PushFormat, PushNotice, SyncCursor
 from app.providers.errors import AuthRevoked, ProviderError
 from app.providers.failures import MailboxAction, Outcome, mailbox_action
 from app.settings.service import get_module_settings
 from app.sync import repository
 from app.sync.cursors import sync_scopes
 from app.sync.pipeline import SyncRun
-from app.sync.push import register_push, store_push_channel
+from app.sync.push import push_went_silent, rearm_push, register_push, store_push_channel
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +88,10 @@ async def accept_notice(
     notice: PushNotice,
 ) -> bool:
     """Queue what a verified push notice asks for, in the caller's transaction: a renewal
-    of the channel, a sync (coalesced, ahead of polling). False when it announced nothing
-    new (an older or repeated notice)."""
+    of the channel, a sync (coalesced, ahead of polling). Any verified notice shows that
+    the account's push works: a silent push is active again. False when it announced
+    nothing new (an older or repeated notice)."""
+    await repository.record_notification(session, account_id)
     if notice.renew_channel:
         await enqueue_push_renewal(session, org_id, account_id, provider)
     if not notice.sync:
@@ -128,10 +130,12 @@ async def run_sync(
             )
             return None
         settings = await get_module_settings(session)
+        push = await repository.push_record(session, account_id)
         await repository.start_run(
             session, account_id, "incremental" if account.sync_cursor else "backfill"
         )
     provider = ctx.account_provider(account.provider, org_id, account_id)
+    started = datetime.now(UTC)
     run = SyncRun(
         ctx,
         org_id,
@@ -143,7 +147,7 @@ async def run_sync(
     log = {"account_id": str(account_id), "org_id": str(org_id), "provider": account.provider}
     # Push first: mail that arrives while (or right after) this sync lists the mailbox
     # then queues the next sync, instead of waiting for the polling interval.
-    channel = await register_push(ctx, provider, account_id, account.push_expires_at)
+    channel = await register_push(ctx, provider, account_id, push)
     if channel is not None:
         async with org_transaction(ctx.engine, org_id) as session:
             await store_push_channel(session, account_id, channel)
@@ -152,6 +156,9 @@ async def run_sync(
         async with org_transaction(ctx.engine, org_id) as session:
             await repository.save_cursor(session, account_id, cursor)
             await repository.finish_run(session, account_id)
+            if run.stored:
+                await repository.note_new_mail(session, account_id)
+            silent = await push_went_silent(ctx, session, account_id, started)
     except ProviderError as exc:
         await _act_on_failure(ctx, run, exc, log)
         return run
@@ -163,11 +170,37 @@ async def run_sync(
         logger.error("sync crashed", extra={**log, "error_type": type(exc).__name__})
         raise
     MESSAGES_SYNCED.labels(account.provider).inc(run.stored)
+    if silent:  # the mail is stored either way: re-arming is not part of the sync's outcome
+        await _rearm_silent_push(ctx, org_id, account_id, account.provider, provider, log)
     logger.info(
         "sync done",
         extra={**log, "fetched": run.fetched, "stored": run.stored, "deleted": run.deleted},
     )
     return run
+
+
+async def _rearm_silent_push(
+    ctx: ServiceContext,
+    org_id: UUID,
+    account_id: UUID,
+    provider_name: str,
+    provider: MailProvider,
+    log: dict[str, str],
+) -> None:
+    """Own transactions: push missed mail, so it is `silent` (polled at the minimum
+    interval until a notification arrives); register its channel again and count that."""
+    async with org_transaction(ctx.engine, org_id) as session:
+        current = await repository.push_record(session, account_id)
+    if current is None:
+        return
+    channel = await rearm_push(ctx, provider, account_id, current)
+    async with org_transaction(ctx.engine, org_id) as session:
+        if channel is not None:
+            await store_push_channel(session, account_id, channel)
+        await repository.mark_push_silent(session, account_id, rearmed=channel is not None)
+    if channel is not None:
+        PUSH_REARMED.labels(provider_name).inc()
+    logger.warning("push silent", extra={**log, "rearmed": channel is not None})
 
 
 async def _act_on_failure(
