@@ -217,7 +217,7 @@ class OpenRecorder:
             TRACKING_OPENS_DROPPED.inc(over)
             logger.error(
                 "held opens dropped: the database is unreachable and the hold is full",
-                extra={"count": over, "held": len(held), "dropped_total": self.dropped},
+                extra={"count": over, "held": len(held), "dropped": self.dropped},
             )
 
     def _back_off(self, exc: BaseException) -> None:
@@ -227,7 +227,7 @@ class OpenRecorder:
             "opens held: the database is unreachable",
             extra={
                 "held": len(self._held),
-                "retry_in_seconds": self._retry_delay,
+                "retry_after": self._retry_delay,
                 "error_type": type(exc).__name__,
             },
         )
