@@ -6,6 +6,9 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import asyncpg
+import psycopg
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -81,6 +84,47 @@ class ServiceUnavailable(AppError):
     status_code = 503
     problem_type = "/problems/unavailable"
     title = "Service unavailable"
+
+
+DATABASE_RETRY_AFTER_SECONDS = 5
+"""What a client is told to wait when PostgreSQL does not answer (a restart takes seconds)."""
+
+_UNAVAILABLE_DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,  # class 08, ConnectionDoesNotExistError among them
+    asyncpg.OperatorInterventionError,  # 57: admin shutdown, cannot connect now (starting)
+    asyncpg.InterfaceError,  # "connection is closed"
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.DisconnectionError,
+    sqlalchemy.exc.TimeoutError,  # no pooled connection within pool_timeout
+    ConnectionError,  # refused / reset while connecting (an OSError)
+    TimeoutError,  # the connect timeout
+)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when `exc` (or what it wraps) says PostgreSQL is unreachable, restarting or
+    dropped the connection: a transient outage, not a fault of the request."""
+    seen: BaseException | None = exc
+    for _ in range(6):  # the driver error, SQLAlchemy's wrapper and a re-raise or two
+        if seen is None:
+            return False
+        if isinstance(seen, _UNAVAILABLE_DRIVER_ERRORS):
+            return True
+        if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.connection_invalidated:
+            return True
+        orig = getattr(seen, "orig", None)
+        seen = orig if isinstance(orig, BaseException) else (seen.__cause__ or seen.__context__)
+    return False
+
+
+def database_unavailable_error() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "The database is not reachable; try again shortly.",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
 
 
 def problem_response(
@@ -162,6 +206,24 @@ def install_error_handlers(app: FastAPI) -> None:
             instance=request.url.path,
             headers=getattr(exc, "headers", None),
         )
+
+    async def _driver_error(request: Request, exc: Exception) -> JSONResponse:
+        if database_unavailable(exc):
+            return await _app_error(request, database_unavailable_error())
+        return await _unexpected(request, exc)
+
+    # Handled here rather than by the catch-all: Starlette gives a handler of an Exception
+    # subclass the request before its server-error layer would answer 500.
+    for error_class in (
+        sqlalchemy.exc.DBAPIError,
+        sqlalchemy.exc.DisconnectionError,
+        sqlalchemy.exc.TimeoutError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        psycopg.Error,
+        OSError,
+    ):
+        app.add_exception_handler(error_class, _driver_error)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

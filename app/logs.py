@@ -48,6 +48,10 @@ SAFE_EXTRA_KEYS = frozenset(
         "stored",
         "deleted",
         "pages",
+        "held",
+        "dropped",
+        "worker_id",
+        "restart",
     }
 )
 

@@ -10,6 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from app.config import Settings
 from app.db.urls import app_url
 
+CONNECT_TIMEOUT_SECONDS = 5.0
+"""A connection attempt to a PostgreSQL that does not answer fails after this (asyncpg)."""
+POOL_TIMEOUT_SECONDS = 10.0
+"""A request waits at most this for a pooled connection before failing (503)."""
+COMMAND_TIMEOUT_SECONDS = 120.0
+"""A statement whose answer never comes (a server gone without closing the socket) fails
+after this: long enough for the heaviest page write, short of holding a request forever."""
+
 
 @dataclass
 class Database:
@@ -30,5 +38,10 @@ def create_database(settings: Settings) -> Database:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_pre_ping=True,
+        pool_timeout=POOL_TIMEOUT_SECONDS,
+        connect_args={
+            "timeout": CONNECT_TIMEOUT_SECONDS,
+            "command_timeout": COMMAND_TIMEOUT_SECONDS,
+        },
     )
     return Database(engine=engine)

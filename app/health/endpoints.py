@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from app.errors import ServiceUnavailable
+from app.errors import database_unavailable_error
 
 router = APIRouter(tags=["ops"])
 
@@ -21,5 +21,5 @@ async def readyz(request: Request) -> dict[str, str]:
     try:
         await request.app.state.db.ping()
     except Exception:
-        raise ServiceUnavailable("The database is not reachable") from None
+        raise database_unavailable_error() from None
     return {"status": "ready"}

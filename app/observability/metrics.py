@@ -47,6 +47,11 @@ PUSH_REARMED = Counter(
     ["provider"],
     registry=REGISTRY,
 )
+TRACKING_OPENS_DROPPED = Counter(
+    "ce_email_tracking_opens_dropped_total",
+    "Opens dropped because the database stayed unreachable and the hold was full",
+    registry=REGISTRY,
+)
 SYNC_LAG = Gauge(
     "ce_email_sync_lag_seconds",
     "Seconds since the account last synced",

@@ -15,6 +15,7 @@ import procrastinate
 
 from app.db.rls import org_transaction, system_transaction
 from app.jobs.queue import QUEUE_MAINTENANCE
+from app.jobs.retry import RetryWhenDatabaseUnavailable
 from app.jobs.runtime import RUNTIME
 from app.logs import job_id_var
 from app.sync import repository
@@ -27,7 +28,9 @@ STALE_AFTER = timedelta(minutes=10)
 BATCH = 500
 
 
-@blueprint.task(name="sync_account", queue="sync", pass_context=True)
+@blueprint.task(
+    name="sync_account", queue="sync", pass_context=True, retry=RetryWhenDatabaseUnavailable()
+)
 async def sync_account(
     context: procrastinate.JobContext, org_id: str, account_id: str, reason: str = "poll"
 ) -> None:

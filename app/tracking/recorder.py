@@ -6,9 +6,16 @@ every TRACKING_FLUSH_MS (or sooner when they fill a batch) and does the rest: ve
 token (forged ones are dropped), applies the per-client and per-token rate limits (over
 them, nothing is recorded), classifies the user agent, and writes each org's opens with one
 statement: the events, the counters, the first-open notifications and one
-ce.email.tracking announcement per event. A write that fails is retried once; on shutdown
-the notes are flushed. What a crash of the API process loses is at most one flush interval
-of opens. TRACKING_FLUSH_MS=0 records each open inline, before the pixel is sent.
+ce.email.tracking announcement per event. On shutdown the notes are flushed. What a crash
+of the API process loses is at most one flush interval of opens (and what is held, below).
+TRACKING_FLUSH_MS=0 records each open inline, before the pixel is sent.
+
+When PostgreSQL does not answer (a restart, a failover), the opens of the failed write are
+held in memory, ready to write, and retried with a backoff (RETRY_FIRST_DELAY doubling to
+RETRY_MAX_DELAY); opens arriving meanwhile join them without a write being tried. At most
+MAX_HELD_OPENS are held (about 100 bytes each): past that the oldest are dropped, counted in
+`ce_email_tracking_opens_dropped_total` and in a log line with counts only. Any other write
+error is retried once and the batch dropped, as before (it would fail again).
 """
 
 from __future__ import annotations
@@ -16,13 +23,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
+import time
+from collections import defaultdict, deque
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.rls import org_transaction
+from app.errors import database_unavailable
+from app.observability.metrics import TRACKING_OPENS_DROPPED
 from app.tracking import repository
 from app.tracking.classify import PREFETCH_WINDOW_SECONDS, classify
 from app.tracking.limiter import TrackingLimiter
@@ -38,6 +49,11 @@ _MEMO_LIMIT = 100_000
 
 # The longest a pixel is held back while the database catches up (see OpenRecorder).
 MAX_PACE_SECONDS = 0.02
+
+MAX_HELD_OPENS = 100_000
+"""Opens held while the database is unreachable; past this the oldest are dropped."""
+RETRY_FIRST_DELAY = 0.5
+RETRY_MAX_DELAY = 10.0
 
 
 class OpenRecorder:
@@ -60,6 +76,7 @@ class OpenRecorder:
         flush_ms: int,
         max_batch: int = 500,
         max_pending: int = 10_000,
+        max_held: int = MAX_HELD_OPENS,
     ) -> None:
         self.engine = engine
         self.token_secret = token_secret
@@ -76,6 +93,12 @@ class OpenRecorder:
         self._flushing = asyncio.Lock()
         self._verified: dict[str, tuple[UUID, UUID]] = {}
         self._machine: dict[str | None, bool] = {}
+        # (org, open) written by no transaction yet because the database was unreachable
+        self._held: deque[tuple[UUID, Open]] = deque()
+        self.max_held = max_held
+        self.dropped = 0
+        self._retry_delay = 0.0
+        self._retry_at = 0.0  # monotonic; no write is tried before it while opens are held
 
     @property
     def inline(self) -> bool:
@@ -120,7 +143,14 @@ class OpenRecorder:
             taken, self._taken = self._taken, None
             if taken is not None and not taken.done():
                 taken.set_result(None)
-            return await self._record(notes) if notes else 0
+            if notes:
+                return await self._record(notes)
+            return await self._write_all({}) if self._held else 0
+
+    @property
+    def held(self) -> int:
+        """Opens waiting for the database to answer again."""
+        return len(self._held)
 
     async def _record(self, notes: list[Note]) -> int:
         verified: list[tuple[Note, tuple[UUID, UUID]]] = []
@@ -136,13 +166,31 @@ class OpenRecorder:
             if allowed:
                 machine = self._is_machine(note[2])
                 by_org[org_id].append((email_id, machine, datetime.fromtimestamp(note[3], UTC)))
+        return await self._write_all(by_org)
+
+    async def _write_all(self, by_org: dict[UUID, list[Open]], *, force: bool = False) -> int:
+        """Writes the held opens and `by_org`'s, one transaction per org; holds them all
+        while the database is unreachable (without trying before the backoff is over,
+        unless `force`)."""
+        if self._held:
+            if not force and time.monotonic() < self._retry_at:
+                self._hold(by_org.items())
+                return 0
+            held, self._held = self._held, deque()
+            for org_id, one in held:
+                by_org.setdefault(org_id, []).append(one)
         written = 0
-        for org_id, opens in by_org.items():
+        pending = list(by_org.items())
+        for index, (org_id, opens) in enumerate(pending):
             for attempt in (1, 2):
                 try:
                     written += await self._write(org_id, opens)
                     break
                 except Exception as exc:
+                    if database_unavailable(exc):
+                        self._hold(pending[index:])
+                        self._back_off(exc)
+                        return written
                     logger.error(
                         "opens not recorded",
                         extra={
@@ -152,7 +200,37 @@ class OpenRecorder:
                             "error_type": type(exc).__name__,
                         },
                     )
+        if self._retry_delay:
+            logger.warning("held opens recorded", extra={"count": written})
+            self._retry_delay = 0.0
         return written
+
+    def _hold(self, batches: Iterable[tuple[UUID, list[Open]]]) -> None:
+        held = self._held
+        for org_id, opens in batches:
+            held.extend((org_id, one) for one in opens)
+        over = len(held) - self.max_held
+        if over > 0:
+            for _ in range(over):
+                held.popleft()
+            self.dropped += over
+            TRACKING_OPENS_DROPPED.inc(over)
+            logger.error(
+                "held opens dropped: the database is unreachable and the hold is full",
+                extra={"count": over, "held": len(held), "dropped": self.dropped},
+            )
+
+    def _back_off(self, exc: BaseException) -> None:
+        self._retry_delay = min(max(self._retry_delay * 2, RETRY_FIRST_DELAY), RETRY_MAX_DELAY)
+        self._retry_at = time.monotonic() + self._retry_delay
+        logger.warning(
+            "opens held: the database is unreachable",
+            extra={
+                "held": len(self._held),
+                "retry_after": self._retry_delay,
+                "error_type": type(exc).__name__,
+            },
+        )
 
     async def _write(self, org_id: UUID, opens: list[Open]) -> int:
         # The batch write is a unit of work of its own: one transaction per org and batch.
@@ -188,3 +266,7 @@ class OpenRecorder:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self.flush()
+        if self._held:  # one last try, whatever the backoff says
+            await self._write_all({}, force=True)
+        if self._held:
+            logger.error("held opens lost at shutdown", extra={"count": len(self._held)})
