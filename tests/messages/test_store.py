@@ -21,9 +21,10 @@ from app.events import synced_payload
 from app.messages import store as messages_store
 from app.messages.store import delete_remote_messages
 from app.platform.documents import LocalDocumentStorage
-from tests.conftest import Org
-from tests.db.factories import make_contact, make_partner
-from tests.messages.test_store_helpers import build_raw, new_account, remote, rows, store
+from tests.fixtures.accounts import new_account
+from tests.fixtures.database import make_contact, make_partner, rows
+from tests.fixtures.mail import build_raw, remote, store
+from tests.fixtures.orgs import Org
 
 pytestmark = pytest.mark.asyncio
 

@@ -27,8 +27,7 @@ from app.providers.oauth import OAuthTokenSource
 from app.providers.registry import get_oauth_client, get_provider
 from app.sandbox_mount import standalone_sandbox_app
 from sandbox import SandboxState
-
-from .provider_helpers import RecordingSleep
+from tests.fixtures.providers import RecordingSleep
 
 TOKEN_MARKER = "SANDBOXTOKEN"
 MAILBOX = {"gmail": "alice.sandbox@example.com", "outlook": "bob.sandbox@contoso.example"}

@@ -17,9 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import Settings
 from app.dev.fixtures import add_contact, add_document, add_partner
 from app.messages.sanitize import html_to_text
-from tests.accounts.helpers import connect
-from tests.conftest import Org
-from tests.send.test_send_flow import drain, email_row, scalar, sent_log
+from tests.fixtures.accounts import connect
+from tests.fixtures.database import email_row, scalar
+from tests.fixtures.mailboxes import sent_log
+from tests.fixtures.orgs import MakeOrg, Org
+from tests.fixtures.worker import drain
 
 pytestmark = pytest.mark.asyncio
 
@@ -33,7 +35,7 @@ async def routes(app: FastAPI) -> FastAPI:
 
 @pytest_asyncio.fixture
 async def sender(
-    client: httpx.AsyncClient, routes: FastAPI, make_org: Any
+    client: httpx.AsyncClient, routes: FastAPI, make_org: MakeOrg
 ) -> tuple[Org, dict[str, Any], str]:
     """An org whose member connected a Gmail mailbox."""
     org: Org = await make_org("Send API")
@@ -114,7 +116,7 @@ async def test_contact_gives_the_recipient_a_partner_does_not(
 async def test_ids_of_another_org_are_not_found(
     client: httpx.AsyncClient,
     sender: tuple[Org, dict[str, Any], str],
-    make_org: Any,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     test_settings: Settings,
     tmp_path: Path,
@@ -188,7 +190,7 @@ async def test_only_the_owner_of_an_active_mailbox_sends(
 async def test_too_large_for_the_provider_is_413(
     client: httpx.AsyncClient,
     routes: FastAPI,
-    make_org: Any,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     provider: str,
     size_mb: int,
