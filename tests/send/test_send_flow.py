@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import email
-import json
 import os
 import uuid
 from datetime import UTC, datetime
@@ -15,7 +14,6 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
@@ -24,7 +22,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
-from app.db.urls import libpq_url, owner_url
 from app.dev.fixtures import add_contact, add_document, add_partner
 from app.providers.base import MailProvider, OutgoingMessage, SentMessage
 from app.providers.errors import ProviderRequestError, ProviderUnavailable, RateLimited
@@ -32,6 +29,7 @@ from app.send.runner import SENT_COPY_GRACE_SECONDS
 from app.sync.service import run_sync
 from tests.fixtures.accounts import connect
 from tests.fixtures.database import email_row, scalar
+from tests.fixtures.events import Events
 from tests.fixtures.mailboxes import seed, sent_log
 from tests.fixtures.orgs import MakeOrg, Org
 from tests.fixtures.worker import drain, make_due, send_jobs
@@ -53,33 +51,6 @@ async def connected(
     account = await connect(client, provider, org.headers(who), login_hint=mailbox)
     await drain(app)  # the first sync
     return account, mailbox
-
-
-class Events:
-    """ce_email_events as a listener on its own connection hears them (after commit)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.queue: asyncio.Queue[str] = asyncio.Queue()
-        self.connection: asyncpg.Connection | None = None
-
-    async def __aenter__(self) -> Events:
-        self.connection = await asyncpg.connect(libpq_url(owner_url(self.settings)))
-        await self.connection.add_listener(
-            "ce_email_events", lambda *args: self.queue.put_nowait(args[3])
-        )
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.connection is not None
-        await self.connection.close()
-
-    async def of(self, email_id: str) -> list[dict[str, Any]]:
-        await asyncio.sleep(0.3)
-        heard = []
-        while not self.queue.empty():
-            heard.append(json.loads(self.queue.get_nowait()))
-        return [e for e in heard if e["email_id"] == email_id]
 
 
 def write_file(tmp_path: Path, name: str, content: bytes) -> Path:
@@ -156,10 +127,7 @@ async def test_send_reply_with_attachments_and_tracking_then_sync_keeps_one_row(
         owner_engine, test_settings, org.id, write_file(tmp_path, "notes.txt", notes)
     )
 
-    listener = await asyncpg.connect(libpq_url(owner_url(test_settings)))
-    events: asyncio.Queue[str] = asyncio.Queue()
-    await listener.add_listener("ce_email_events", lambda *args: events.put_nowait(args[3]))
-    try:
+    async with Events(test_settings) as events:
         response = await post_send(
             client,
             org.headers("member"),
@@ -258,18 +226,12 @@ async def test_send_reply_with_attachments_and_tracking_then_sync_keeps_one_row(
                 owner_engine, "SELECT provider_thread_id FROM ce_emails WHERE id = :e", e=parent_id
             ), "the reply joined the original's thread"
 
-        await asyncio.sleep(0.3)
-        announced = []
-        while not events.empty():
-            announced.append(json.loads(events.get_nowait()))
-        ours = [e for e in announced if e["email_id"] == email_id]
+        ours = await events.of(email_id)
         assert len(ours) == 1, "ce.email.synced once, when sent"
         assert ours[0]["event"] == "ce.email.synced"
         assert ours[0]["direction"] == "outbound"
         assert ours[0]["contact_ids"] == [contact["contact_id"]]
         assert ours[0]["partner_ids"] == [partner["partner_id"]]
-    finally:
-        await listener.close()
 
     # the Sent folder's copy is found, not stored again
     await run_sync(app.state.ctx, org.id, uuid.UUID(account["id"]))

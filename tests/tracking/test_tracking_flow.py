@@ -5,13 +5,10 @@ like a valid miss and records nothing."""
 from __future__ import annotations
 
 import email
-import json
 import re
 import uuid
 from email import policy
-from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -20,13 +17,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
-from app.db.urls import libpq_url, owner_url
 from app.sync.service import run_sync
 from app.tracking.classify import classify
 from app.tracking.instrument import _Rewriter
 from app.tracking.tokens import make_token, read_token
 from tests.fixtures.accounts import connect
 from tests.fixtures.database import email_row, scalar
+from tests.fixtures.events import Events
 from tests.fixtures.mailboxes import seed, sent_log
 from tests.fixtures.orgs import MakeOrg, Org
 from tests.fixtures.worker import run_due_jobs
@@ -92,12 +89,7 @@ async def test_send_open_click_bounce(
     mailbox = f"track-{uuid.uuid4().hex[:6]}@{provider}.test"
     account = await connect(client, provider, org.headers(), login_hint=mailbox)
     await run_sync(app.state.ctx, org.id, uuid.UUID(account["id"]))
-    listener = await asyncpg.connect(libpq_url(owner_url(test_settings)))
-    events: list[dict[str, Any]] = []
-    await listener.add_listener(
-        "ce_email_events", lambda *args: events.append(json.loads(args[-1]))
-    )
-    try:
+    async with Events(test_settings) as listener:
         email_id, raw = await _send(client, app, org, account["id"], mailbox, provider)
         html = _html_of(raw)
         pixel = re.search(r'src="(http[^"]+/t/o/[^"]+)"', html)
@@ -161,8 +153,7 @@ async def test_send_open_click_bounce(
         assert row["status"] == "bounced"
         assert row["bounced_at"] is not None
         await run_sync(app.state.ctx, org.id, uuid.UUID(account["id"]))  # no second bounce
-    finally:
-        await listener.close()
+    events = await listener.heard(wait=0)
 
     kinds = await scalar(
         owner_engine,
