@@ -18,7 +18,7 @@ from app.config import Settings
 from app.dev.fixtures import add_contact, add_document, add_partner
 from app.messages.sanitize import html_to_text
 from tests.fixtures.accounts import connect
-from tests.fixtures.database import email_row, scalar
+from tests.fixtures.database import email_row, insert, scalar
 from tests.fixtures.mailboxes import sent_log
 from tests.fixtures.orgs import MakeOrg, Org
 from tests.fixtures.worker import drain
@@ -131,17 +131,14 @@ async def test_ids_of_another_org_are_not_found(
     path = tmp_path / "x.pdf"
     path.write_bytes(b"%PDF")
     document = await add_document(owner_engine, test_settings, other.id, path)
-    async with owner_engine.begin() as conn:
-        other_email = (
-            await conn.execute(
-                text(
-                    "INSERT INTO ce_emails (org_id, account_id, direction, status, subject, "
-                    "internet_message_id) VALUES (:o, :a, 'inbound', 'received', 's', 'm@x') "
-                    "RETURNING id"
-                ),
-                {"o": other.id, "a": other_account["id"]},
-            )
-        ).scalar_one()
+    other_email = await insert(
+        owner_engine,
+        "INSERT INTO ce_emails (org_id, account_id, direction, status, subject, "
+        "internet_message_id) VALUES (:o, :a, 'inbound', 'received', 's', 'm@x') "
+        "RETURNING id",
+        o=other.id,
+        a=other_account["id"],
+    )
     base = {"account_id": account["id"], "to": [PATIENT], "subject": "Hi", "text": "Hi"}
     for extra in (
         {"account_id": other_account["id"]},
@@ -199,17 +196,14 @@ async def test_too_large_for_the_provider_is_413(
     account = await connect(
         client, provider, org.headers("member"), login_hint=f"big-{uuid.uuid4().hex[:6]}@x.test"
     )
-    async with owner_engine.begin() as conn:
-        document_id = (
-            await conn.execute(
-                text(
-                    "INSERT INTO documents (org_id, filename, content_type, size, sha256, "
-                    "storage_key) VALUES (:o, 'scan.tiff', 'image/tiff', :size, 'x', 'nokey') "
-                    "RETURNING id"
-                ),
-                {"o": org.id, "size": size_mb * 1024 * 1024},
-            )
-        ).scalar_one()
+    document_id = await insert(
+        owner_engine,
+        "INSERT INTO documents (org_id, filename, content_type, size, sha256, "
+        "storage_key) VALUES (:o, 'scan.tiff', 'image/tiff', :size, 'x', 'nokey') "
+        "RETURNING id",
+        o=org.id,
+        size=size_mb * 1024 * 1024,
+    )
     body = {
         "account_id": account["id"],
         "to": [PATIENT],
