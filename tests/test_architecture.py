@@ -15,6 +15,9 @@
 3. Transactions open only at the edges: `org_transaction(`, `system_transaction(` and
    `.begin()` appear only in the modules of TRANSACTION_EDGES (savepoints, `.begin_nested()`,
    are fine anywhere).
+4. Tests share helpers from `tests/fixtures/` only: no module under `tests/` imports a test
+   module (`test_*`), a conftest (pytest loads those itself) or a `_private` name of another
+   module under `tests/`, wherever the import is (functions included, relative or not).
 
 Each check is a function of a project folder, so it is tested below on small synthetic
 trees as well: a violation is found, a clean tree passes.
@@ -76,9 +79,9 @@ class Source:
         return self.rel.endswith("/__init__.py")
 
 
-def sources(project: Path) -> list[Source]:
+def sources(project: Path, packages: tuple[str, ...] = PACKAGES) -> list[Source]:
     found = []
-    for package in PACKAGES:
+    for package in packages:
         for path in sorted((project / package).rglob("*.py")):
             rel = path.relative_to(project)
             parts = list(rel.with_suffix("").parts)
@@ -331,6 +334,46 @@ def transactions_outside_edges(project: Path) -> list[str]:
     return sorted(found, key=lambda hit: (hit.split(":")[0], int(hit.split(":")[1])))
 
 
+def _is_shared_only_by_pytest(module: str) -> bool:
+    """A test module or a conftest: pytest imports them, other modules must not."""
+    last = module.rpartition(".")[2]
+    return last.startswith("test_") or last == "conftest"
+
+
+def imports_between_tests(project: Path) -> list[str]:
+    """`file:line: what` for each import, in a module under tests/, of a test module, a
+    conftest or a `_private` name of another tests module."""
+    found = []
+    for source in sources(project, ("tests",)):
+        package = source.module if source.is_package else source.module.rpartition(".")[0]
+        for node in ast.walk(source.tree):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+                hits = [f"import {name}" for name in modules if _is_shared_only_by_pytest(name)]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    parts = package.split(".")
+                    parts = parts[: len(parts) - (node.level - 1)]
+                    base = ".".join([*parts, node.module] if node.module else parts)
+                else:
+                    base = node.module or ""
+                if base.split(".")[0] != "tests":
+                    continue
+                names = [alias.name for alias in node.names]
+                if _is_shared_only_by_pytest(base):
+                    hits = [f"from {base} import {', '.join(names)}"]
+                else:
+                    hits = [
+                        f"from {base} import {name}"
+                        for name in names
+                        if name.startswith("_") or _is_shared_only_by_pytest(name)
+                    ]
+            else:
+                continue
+            found += [f"{source.rel}:{node.lineno}: {hit}" for hit in hits]
+    return sorted(found, key=lambda hit: (hit.split(":")[0], int(hit.split(":")[1])))
+
+
 # The rules on this code base.
 
 
@@ -366,6 +409,13 @@ def test_every_allowed_edge_exists_or_is_awaited() -> None:
         if pattern not in awaited and not any(ROOT.glob(pattern))
     ]
     assert not stale
+
+
+def test_tests_import_no_test_module_and_no_private_name() -> None:
+    found = imports_between_tests(ROOT)
+    assert not found, "tests importing other tests (share it in tests/fixtures/):\n" + "\n".join(
+        found
+    )
 
 
 # The checks themselves, on small synthetic trees.
@@ -503,3 +553,43 @@ def test_transaction_check(tmp_path: Path) -> None:
     ]
     (project / "app/sync/matching.py").write_text("async def s(session): ...\n")
     assert transactions_outside_edges(project) == []
+
+
+TESTS_TREE = {
+    "tests/conftest.py": "from tests.fixtures.orgs import Org, seed_org\n",
+    "tests/fixtures/orgs.py": "from app.dev import _private_is_not_ours\nclass Org: ...\n",
+    "tests/sync/test_sync.py": (
+        "import pytest\n"
+        "import tests.fixtures.orgs\n"
+        "from tests.fixtures import orgs\n"
+        "from tests.fixtures.orgs import Org\n"
+        "from ..fixtures.orgs import Org as O\n"
+    ),
+}
+
+
+def test_tests_import_check_passes_a_clean_tree(tmp_path: Path) -> None:
+    assert imports_between_tests(_tree(tmp_path, TESTS_TREE)) == []
+
+
+def test_tests_import_check_finds_test_modules_conftests_and_privates(tmp_path: Path) -> None:
+    bad = {
+        "tests/send/test_api.py": (
+            "from tests.send.test_flow import drain, email_row\n"
+            "from .test_flow import sent_log\n"
+            "import tests.send.test_flow\n"
+            "from tests.send import test_flow\n"
+            "def f():\n"
+            "    from tests.conftest import Org\n"
+            "    from tests.fixtures.orgs import Org, _seed\n"
+        ),
+        "tests/send/test_flow.py": "def drain(): ...\n",
+    }
+    assert imports_between_tests(_tree(tmp_path, {**TESTS_TREE, **bad})) == [
+        "tests/send/test_api.py:1: from tests.send.test_flow import drain, email_row",
+        "tests/send/test_api.py:2: from tests.send.test_flow import sent_log",
+        "tests/send/test_api.py:3: import tests.send.test_flow",
+        "tests/send/test_api.py:4: from tests.send import test_flow",
+        "tests/send/test_api.py:6: from tests.conftest import Org",
+        "tests/send/test_api.py:7: from tests.fixtures.orgs import _seed",
+    ]

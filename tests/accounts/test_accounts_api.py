@@ -10,9 +10,10 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.accounts.helpers import connect
-from tests.conftest import Org, sandbox_of
-from tests.db.factories import make_email
+from tests.fixtures.accounts import connect
+from tests.fixtures.database import make_email
+from tests.fixtures.mailboxes import sandbox_of
+from tests.fixtures.orgs import MakeOrg, Org
 
 pytestmark = pytest.mark.asyncio
 
@@ -35,8 +36,8 @@ async def test_other_orgs_ids_answer_404(client: httpx.AsyncClient, org_a: Org, 
     assert (await client.get(path, headers=org_a.headers())).json()["visibility"] == "org"
 
 
-async def test_visibility_owner_member_admin(client: httpx.AsyncClient, make_org: object) -> None:
-    org: Org = await make_org("Visibility")  # type: ignore[operator]
+async def test_visibility_owner_member_admin(client: httpx.AsyncClient, make_org: MakeOrg) -> None:
+    org: Org = await make_org("Visibility")
     account = await connect(client, "outlook", org.headers("admin"), login_hint="vis@a.test")
     path = f"/v1/accounts/{account['id']}"
     # a member sees an org-visible mailbox but may not change it
@@ -55,9 +56,9 @@ async def test_visibility_owner_member_admin(client: httpx.AsyncClient, make_org
 
 
 async def test_disconnect_keeps_or_purges_and_revokes(
-    client: httpx.AsyncClient, app: FastAPI, make_org: object, owner_engine: AsyncEngine
+    client: httpx.AsyncClient, app: FastAPI, make_org: MakeOrg, owner_engine: AsyncEngine
 ) -> None:
-    org: Org = await make_org("Disconnect")  # type: ignore[operator]
+    org: Org = await make_org("Disconnect")
     keep = await connect(client, "gmail", org.headers(), login_hint="keep@d.test")
     purge = await connect(client, "gmail", org.headers(), login_hint="purge@d.test")
     for account in (keep, purge):
@@ -107,9 +108,9 @@ async def test_disconnect_keeps_or_purges_and_revokes(
 
 
 async def test_member_cannot_disconnect_someone_elses_mailbox(
-    client: httpx.AsyncClient, make_org: object
+    client: httpx.AsyncClient, make_org: MakeOrg
 ) -> None:
-    org: Org = await make_org("Members")  # type: ignore[operator]
+    org: Org = await make_org("Members")
     account = await connect(client, "gmail", org.headers("admin"), login_hint="adm@m.test")
     r = await client.delete(
         f"/v1/accounts/{account['id']}", params={"purge": "true"}, headers=org.headers("member")

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from app.config import Settings
-from tests.accounts.helpers import authorize_url, connect, consent
-from tests.conftest import Org
+from tests.fixtures.accounts import authorize_url, connect, consent
+from tests.fixtures.orgs import MakeOrg, Org
 
 pytestmark = pytest.mark.asyncio
 
@@ -49,12 +49,12 @@ def _pg_dump(settings: Settings) -> str:
 
 async def test_no_token_in_dump_responses_or_logs(
     client: httpx.AsyncClient,
-    make_org: object,
+    make_org: MakeOrg,
     test_settings: Settings,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    org: Org = await make_org("Leaks")  # type: ignore[operator]
+    org: Org = await make_org("Leaks")
     seen: list[str] = []
     for provider in ("gmail", "outlook"):
         account = await connect(client, provider, org.headers(), login_hint=f"leak@{provider}.t")

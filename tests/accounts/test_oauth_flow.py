@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts.oauth_state import StateClaims, sign_state
 from app.config import Settings
-from tests.accounts.helpers import RETURN_TO, authorize_url, connect, consent, query
-from tests.conftest import Org
+from tests.fixtures.accounts import RETURN_TO, authorize_url, connect, consent, query
+from tests.fixtures.orgs import MakeOrg, Org
 
 pytestmark = pytest.mark.asyncio
 
@@ -186,9 +186,9 @@ async def test_provider_denial_redirects_with_error(
 
 
 async def test_wrong_user_and_removed_member(
-    client: httpx.AsyncClient, make_org: object, owner_engine: AsyncEngine
+    client: httpx.AsyncClient, make_org: MakeOrg, owner_engine: AsyncEngine
 ) -> None:
-    org = await make_org("Wrong user")  # type: ignore[operator]
+    org = await make_org("Wrong user")
     # the callback arrives in another user's session
     url = await authorize_url(client, "gmail", org.headers("admin"))
     callback = await consent(client, url)

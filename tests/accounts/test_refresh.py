@@ -14,8 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.rls import org_transaction
 from app.providers.errors import AuthRevoked
-from tests.accounts.helpers import connect
-from tests.conftest import Org, sandbox_of
+from tests.fixtures.accounts import connect
+from tests.fixtures.mailboxes import sandbox_of
+from tests.fixtures.orgs import MakeOrg, Org
 
 pytestmark = pytest.mark.asyncio
 
@@ -37,11 +38,11 @@ async def _expire_locally(owner_engine: AsyncEngine, account_id: str) -> None:
 async def test_refresh_ahead_of_expiry(
     client: httpx.AsyncClient,
     app: FastAPI,
-    make_org: object,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     provider: str,
 ) -> None:
-    org: Org = await make_org("Expiry")  # type: ignore[operator]
+    org: Org = await make_org("Expiry")
     account = await connect(client, provider, org.headers(), login_hint=f"exp@{provider}.test")
     before = await _stored(app, org, account["id"], "access_token")
     await _expire_locally(owner_engine, account["id"])
@@ -56,9 +57,9 @@ async def test_refresh_ahead_of_expiry(
 
 @pytest.mark.parametrize("provider", ["gmail", "outlook"])
 async def test_refresh_after_a_401(
-    client: httpx.AsyncClient, app: FastAPI, make_org: object, provider: str
+    client: httpx.AsyncClient, app: FastAPI, make_org: MakeOrg, provider: str
 ) -> None:
-    org: Org = await make_org("401")  # type: ignore[operator]
+    org: Org = await make_org("401")
     mailbox = f"unauth@{provider}.test"
     account = await connect(client, provider, org.headers(), login_hint=mailbox)
     before = await _stored(app, org, account["id"], "access_token")
@@ -75,9 +76,9 @@ async def test_refresh_after_a_401(
 
 
 async def test_microsoft_rotation_with_two_concurrent_refreshers(
-    client: httpx.AsyncClient, app: FastAPI, make_org: object, owner_engine: AsyncEngine
+    client: httpx.AsyncClient, app: FastAPI, make_org: MakeOrg, owner_engine: AsyncEngine
 ) -> None:
-    org: Org = await make_org("Rotation")  # type: ignore[operator]
+    org: Org = await make_org("Rotation")
     sandbox = sandbox_of(app)
     sandbox.outlook_old_refresh_tokens_valid = False  # the strict reading: old ones die
     try:
@@ -119,11 +120,11 @@ async def test_microsoft_rotation_with_two_concurrent_refreshers(
 async def test_revoked_refresh_token_sets_reauth_required_and_notifies_once(
     client: httpx.AsyncClient,
     app: FastAPI,
-    make_org: object,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     provider: str,
 ) -> None:
-    org: Org = await make_org("Revoked")  # type: ignore[operator]
+    org: Org = await make_org("Revoked")
     mailbox = f"revoked@{provider}.test"
     account = await connect(client, provider, org.headers(), login_hint=mailbox)
     await client.post(
@@ -159,13 +160,13 @@ async def test_revoked_refresh_token_sets_reauth_required_and_notifies_once(
 
 
 async def test_a_token_read_after_another_refresh_committed_is_not_refreshed_again(
-    client: httpx.AsyncClient, app: FastAPI, make_org: object
+    client: httpx.AsyncClient, app: FastAPI, make_org: MakeOrg
 ) -> None:
     # access_token() reads the account row, then the token, in two statements: a refresh
     # committed between them hands it the new token with the old (expired) expiry. Under
     # the row lock the fresh expiry shows the token is new: no second refresh (which, with
     # Microsoft's rotation, would burn the refresh token another worker just stored).
-    org: Org = await make_org("Between reads")  # type: ignore[operator]
+    org: Org = await make_org("Between reads")
     account = await connect(client, "outlook", org.headers(), login_hint="between@ms.test")
     account_id = uuid.UUID(account["id"])
     current = await _stored(app, org, account["id"], "access_token")

@@ -13,8 +13,8 @@ from app.config import Settings
 from app.jobs.queue import QUEUE_MAINTENANCE
 from app.jobs.registry import job_app_with_tasks
 from app.jobs.runtime import RUNTIME
-from tests.accounts.helpers import authorize_url
-from tests.conftest import Org
+from tests.fixtures.accounts import authorize_url
+from tests.fixtures.orgs import Org
 
 
 async def _states(owner_engine: AsyncEngine, org: Org) -> list[str]:

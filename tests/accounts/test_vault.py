@@ -19,8 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.accounts.vault import KeyRing, KeyRingError, Sealed, VaultError
 from app.config import Settings
 from app.db.rls import org_transaction
-from tests.accounts.helpers import connect
-from tests.conftest import Org, sandbox_of
+from tests.fixtures.accounts import connect
+from tests.fixtures.mailboxes import sandbox_of
+from tests.fixtures.orgs import MakeOrg, Org
 
 KEY_A = "a:" + base64.b64encode(b"A" * 32).decode()
 KEY_B = "b:" + base64.b64encode(b"B" * 32).decode()
@@ -66,11 +67,11 @@ def _sandbox_tokens(app: FastAPI, provider: str, mailbox: str) -> set[str]:
 async def test_tokens_decrypt_to_what_the_sandbox_issued_and_swaps_fail(
     client: httpx.AsyncClient,
     app: FastAPI,
-    make_org: object,
+    make_org: MakeOrg,
     app_engine: AsyncEngine,
     owner_engine: AsyncEngine,
 ) -> None:
-    org: Org = await make_org("Vault")  # type: ignore[operator]
+    org: Org = await make_org("Vault")
     ctx = app.state.ctx
     one = await connect(client, "gmail", org.headers(), login_hint="one@vault.example")
     two = await connect(client, "outlook", org.headers(), login_hint="two@vault.example")
@@ -106,11 +107,11 @@ async def test_tokens_decrypt_to_what_the_sandbox_issued_and_swaps_fail(
 @pytest.mark.asyncio
 async def test_rotate_keys_then_remove_the_old_key(
     client: httpx.AsyncClient,
-    make_org: object,
+    make_org: MakeOrg,
     test_settings: Settings,
     owner_engine: AsyncEngine,
 ) -> None:
-    org: Org = await make_org("Rotate")  # type: ignore[operator]
+    org: Org = await make_org("Rotate")
     account = await connect(client, "gmail", org.headers(), login_hint="rot@vault.example")
     old_ring = test_settings.vault_keys.get_secret_value()
     new_key = "k2026:" + base64.b64encode(os.urandom(32)).decode()

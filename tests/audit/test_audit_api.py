@@ -17,9 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import Settings
 from app.db.rls import org_transaction
 from app.platform.documents import document_storage
-from tests.conftest import Org
-from tests.db.factories import insert, make_contact
-from tests.messages.test_store_helpers import build_raw, new_account, remote, store
+from tests.fixtures.accounts import new_account
+from tests.fixtures.database import insert, make_contact
+from tests.fixtures.mail import build_raw, remote, store
+from tests.fixtures.orgs import MakeOrg, Org
 
 pytestmark = pytest.mark.asyncio
 
@@ -64,7 +65,7 @@ async def test_detail_download_and_page_appear_in_both_endpoints_and_the_csv(
     client: httpx.AsyncClient,
     owner_engine: AsyncEngine,
     app_engine: AsyncEngine,
-    make_org: Any,
+    make_org: MakeOrg,
     test_settings: Settings,
 ) -> None:
     org: Org = await make_org("Audit clinic")
@@ -125,7 +126,7 @@ async def test_keyset_pages_and_every_timeline_page_is_one_row(
     client: httpx.AsyncClient,
     owner_engine: AsyncEngine,
     app_engine: AsyncEngine,
-    make_org: Any,
+    make_org: MakeOrg,
     test_settings: Settings,
 ) -> None:
     org: Org = await make_org("Pages")
@@ -155,7 +156,7 @@ async def test_who_may_look(
     client: httpx.AsyncClient,
     owner_engine: AsyncEngine,
     app_engine: AsyncEngine,
-    make_org: Any,
+    make_org: MakeOrg,
     test_settings: Settings,
 ) -> None:
     org: Org = await make_org("Who")
@@ -220,7 +221,7 @@ async def test_one_page_row_names_every_email_and_each_is_found_by_email(
     client: httpx.AsyncClient,
     owner_engine: AsyncEngine,
     app_engine: AsyncEngine,
-    make_org: Any,
+    make_org: MakeOrg,
     test_settings: Settings,
 ) -> None:
     org: Org = await make_org("Two")

@@ -21,8 +21,8 @@ from app.audit import jobs, service
 from app.audit.chain import GENESIS_HASH, AuditRow, block_hash, canonical
 from app.config import Settings
 from app.db.rls import org_transaction
-from tests.conftest import Org
-from tests.db.factories import insert
+from tests.fixtures.database import insert
+from tests.fixtures.orgs import MakeOrg, Org
 
 pytestmark = pytest.mark.asyncio
 
@@ -88,7 +88,7 @@ async def test_the_service_role_cannot_change_or_delete_audit_rows(
 
 
 async def test_the_seal_function_cannot_move_sealed_rows(
-    app_engine: AsyncEngine, owner_engine: AsyncEngine, make_org: Any
+    app_engine: AsyncEngine, owner_engine: AsyncEngine, make_org: MakeOrg
 ) -> None:
     org: Org = await make_org("Reseal")
     ids = await _audit_rows(owner_engine, org, 2)
@@ -104,7 +104,7 @@ async def test_the_seal_function_cannot_move_sealed_rows(
 async def test_cli_seals_and_verify_names_the_block_of_a_deleted_row(
     app_engine: AsyncEngine,
     owner_engine: AsyncEngine,
-    make_org: Any,
+    make_org: MakeOrg,
     test_settings: Settings,
 ) -> None:
     org: Org = await make_org("Tamper")
@@ -138,7 +138,7 @@ async def test_cli_seals_and_verify_names_the_block_of_a_deleted_row(
 
 
 async def test_rewriting_a_block_hash_breaks_the_next_link(
-    app_engine: AsyncEngine, owner_engine: AsyncEngine, make_org: Any, monkeypatch: Any
+    app_engine: AsyncEngine, owner_engine: AsyncEngine, make_org: MakeOrg, monkeypatch: Any
 ) -> None:
     org: Org = await make_org("Chain")
     monkeypatch.setattr(service, "BLOCK_ROWS", 2)
@@ -187,7 +187,7 @@ async def _block(owner_engine: AsyncEngine, org: Org, seq: int) -> dict[str, Any
 
 
 async def test_the_block_hash_is_sha256_over_the_previous_hash_and_canonical_rows(
-    app_engine: AsyncEngine, owner_engine: AsyncEngine, make_org: Any
+    app_engine: AsyncEngine, owner_engine: AsyncEngine, make_org: MakeOrg
 ) -> None:
     org: Org = await make_org("Canonical")
     await _audit_rows(owner_engine, org, 2)
@@ -219,7 +219,7 @@ async def test_the_block_hash_is_sha256_over_the_previous_hash_and_canonical_row
 
 
 async def test_retention_deletes_whole_oldest_sealed_blocks_and_the_chain_still_verifies(
-    app_engine: AsyncEngine, owner_engine: AsyncEngine, make_org: Any
+    app_engine: AsyncEngine, owner_engine: AsyncEngine, make_org: MakeOrg
 ) -> None:
     org: Org = await make_org("Retention")
     seven_years = timedelta(days=7 * 365)

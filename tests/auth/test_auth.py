@@ -12,7 +12,7 @@ from joserfc.jwk import OctKey
 
 from app.auth.tokens import issue_token
 from app.config import Settings
-from tests.conftest import Org
+from tests.fixtures.orgs import Org
 
 pytestmark = pytest.mark.asyncio
 

@@ -11,8 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.rls import org_transaction
-from tests.conftest import Org
-from tests.db.factories import make_account, make_contact, make_email, make_partner
+from tests.fixtures.database import make_account, make_contact, make_email, make_partner
+from tests.fixtures.orgs import Org
 
 pytestmark = pytest.mark.asyncio
 

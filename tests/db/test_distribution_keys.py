@@ -9,7 +9,6 @@ same rule without anyone remembering to list it.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import Settings
 from app.db.migrate import run_migrations
 from app.db.urls import owner_url
-from tests.conftest import _create_database, _drop_database
+from tests.fixtures.database import throwaway_database
 
 # Tables with an org_id column that would be Citus reference tables (copied to every node,
 # not distributed), so the rule does not apply. None today: organisations and users, the
@@ -126,13 +125,9 @@ async def test_every_foreign_key_between_org_tables_pairs_org_id(
 
 @pytest.fixture(scope="module")
 def empty_database(base_settings: Settings) -> Iterator[Settings]:
-    name = f"ce_email_keys_{uuid.uuid4().hex[:8]}"
-    settings = _create_database(base_settings, name)
-    try:
+    with throwaway_database(base_settings, "ce_email_keys") as settings:
         run_migrations(settings)
         yield settings
-    finally:
-        _drop_database(base_settings, name)
 
 
 def _index_scans(plan: dict[str, Any]) -> list[str]:

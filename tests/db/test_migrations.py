@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-
 from alembic import command
-from alembic.config import Config
 from sqlalchemy import create_engine, text
 
 from app.config import Settings
-from app.db.migrate import ROOT
-from tests.conftest import _create_database, _drop_database
+from tests.fixtures.database import alembic_config, throwaway_database
 
 
 def _tables(settings: Settings) -> set[str]:
@@ -33,13 +29,8 @@ def _tables(settings: Settings) -> set[str]:
 
 
 def test_upgrade_downgrade_upgrade_on_an_empty_database(base_settings: Settings) -> None:
-    name = f"ce_email_mig_{uuid.uuid4().hex[:8]}"
-    settings = _create_database(base_settings, name)
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
-    config.attributes["database_url"] = settings.database_url
-    config.attributes["configure_logging"] = False
-    try:
+    with throwaway_database(base_settings, "ce_email_mig") as settings:
+        config = alembic_config(settings)
         command.upgrade(config, "head")
         after_first = _tables(settings)
         assert {"public.ce_emails", "public.ce_email_accounts", "vault.secrets"} <= after_first
@@ -47,5 +38,3 @@ def test_upgrade_downgrade_upgrade_on_an_empty_database(base_settings: Settings)
         assert _tables(settings) <= {"public.alembic_version"}
         command.upgrade(config, "head")
         assert _tables(settings) == after_first
-    finally:
-        _drop_database(base_settings, name)

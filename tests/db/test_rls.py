@@ -11,8 +11,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.rls import org_transaction, system_transaction
-from tests.conftest import Org
-from tests.db.factories import populate_every_table
+from tests.fixtures.database import populate_every_table
+from tests.fixtures.orgs import Org
 
 pytestmark = pytest.mark.asyncio
 
@@ -116,7 +116,7 @@ async def test_known_provider_ids_answers_only_for_the_current_orgs_account(
     owner_engine: AsyncEngine, app_engine: AsyncEngine, org_a: Org, org_b: Org
 ) -> None:
     from app.sync.repository import known_provider_ids
-    from tests.db.factories import make_account, make_email
+    from tests.fixtures.database import make_account, make_email
 
     account = await make_account(owner_engine, org_a.id, uuid.UUID(org_a["admin"]["user_id"]))
     await make_email(owner_engine, org_a.id, account)

@@ -18,9 +18,10 @@ from app.matching.service import (
     match_contacts_by_address,
     match_partners_by_domain,
 )
-from tests.conftest import Org
-from tests.db.factories import insert, make_contact, make_partner
-from tests.messages.test_store_helpers import build_raw, new_account, remote, rows, store
+from tests.fixtures.accounts import new_account
+from tests.fixtures.database import insert, make_contact, make_partner, rows
+from tests.fixtures.mail import build_raw, remote, store
+from tests.fixtures.orgs import Org
 
 pytestmark = pytest.mark.asyncio
 

@@ -5,22 +5,20 @@ from __future__ import annotations
 import uuid
 
 from alembic import command
-from alembic.config import Config
 from sqlalchemy import create_engine, text
 
 from app.config import Settings
-from app.db.migrate import ROOT
 from app.db.urls import owner_url
-from tests.conftest import _create_database, _drop_database
+from tests.fixtures.database import alembic_config, throwaway_database
 
 
 def test_upgrade_backfills_existing_mail_and_downgrades(base_settings: Settings) -> None:
-    name = f"ce_email_mig4_{uuid.uuid4().hex[:8]}"
-    settings = _create_database(base_settings, name)
-    config = Config(str(ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ROOT / "migrations"))
-    config.attributes["database_url"] = settings.database_url
-    config.attributes["configure_logging"] = False
+    with throwaway_database(base_settings, "ce_email_mig4") as settings:
+        _backfill_and_downgrade(settings)
+
+
+def _backfill_and_downgrade(settings: Settings) -> None:
+    config = alembic_config(settings)
     engine = create_engine(owner_url(settings))
     try:
         command.upgrade(config, "0003")
@@ -86,4 +84,3 @@ def test_upgrade_backfills_existing_mail_and_downgrades(base_settings: Settings)
         command.upgrade(config, "head")
     finally:
         engine.dispose()
-        _drop_database(base_settings, name)

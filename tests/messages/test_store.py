@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.db.rls import org_transaction
-from app.db.urls import libpq_url, owner_url
 from app.events import synced_payload
 from app.messages import store as messages_store
 from app.messages.store import delete_remote_messages
 from app.platform.documents import LocalDocumentStorage
-from tests.conftest import Org
-from tests.db.factories import make_contact, make_partner
-from tests.messages.test_store_helpers import build_raw, new_account, remote, rows, store
+from tests.fixtures.accounts import new_account
+from tests.fixtures.database import make_contact, make_partner, rows
+from tests.fixtures.events import Events
+from tests.fixtures.mail import build_raw, remote, store
+from tests.fixtures.orgs import Org
 
 pytestmark = pytest.mark.asyncio
 
@@ -346,29 +345,13 @@ async def test_deleting_removes_rows_links_and_activities(
     assert counts == {"ids": ["kept"], "links": 1, "activities": 1, "attachments": 1}
 
 
-async def _listen(test_settings: Settings) -> tuple[asyncpg.Connection, asyncio.Queue[str]]:
-    connection = await asyncpg.connect(libpq_url(owner_url(test_settings)))
-    queue: asyncio.Queue[str] = asyncio.Queue()
-    await connection.add_listener("ce_email_events", lambda *args: queue.put_nowait(args[3]))
-    return connection, queue
-
-
-async def _drain(queue: asyncio.Queue[str], wait: float = 0.5) -> list[dict[str, Any]]:
-    await asyncio.sleep(wait)
-    out = []
-    while not queue.empty():
-        out.append(json.loads(queue.get_nowait()))
-    return out
-
-
 async def test_each_new_email_is_announced_once_after_commit(
     owner_engine: AsyncEngine, app_engine: AsyncEngine, org_a: Org, test_settings: Settings
 ) -> None:
     account = await new_account(owner_engine, org_a, OWN)
     contact = await make_contact(owner_engine, org_a.id, "pat@example.net")
     partner = await make_partner(owner_engine, org_a.id, "hospital.org")
-    connection, queue = await _listen(test_settings)
-    try:
+    async with Events(test_settings) as listener:
         inbound = remote(
             build_raw(sender="pat@example.net", to=[OWN, "x@a.hospital.org"]), provider_id="n-1"
         )
@@ -376,7 +359,7 @@ async def test_each_new_email_is_announced_once_after_commit(
             build_raw(sender=OWN, to=["nobody@elsewhere.example"]), provider_id="n-2", folder="sent"
         )
         result = await store(app_engine, org_a, account, [inbound, outbound])
-        events = await _drain(queue)
+        events = await listener.heard()
         assert len(events) == 2
         by_id = {e["email_id"]: e for e in events}
         assert set(by_id) == {str(i) for i in result.email_ids}
@@ -419,9 +402,7 @@ async def test_each_new_email_is_announced_once_after_commit(
 
         with pytest.raises(RuntimeError):
             await store_then_fail()
-        assert await _drain(queue) == []
-    finally:
-        await connection.close()
+        assert await listener.heard() == []
 
 
 async def test_an_oversized_event_stays_under_the_notify_limit() -> None:

@@ -16,9 +16,10 @@ from app.db.rls import org_transaction
 from app.messages.endpoints import content_disposition
 from app.messages.store import delete_remote_messages
 from app.platform.documents import document_storage
-from tests.conftest import Org
-from tests.db.factories import insert, make_contact, make_partner
-from tests.messages.test_store_helpers import build_raw, new_account, remote, rows, store
+from tests.fixtures.accounts import new_account
+from tests.fixtures.database import insert, make_contact, make_partner, rows
+from tests.fixtures.mail import build_raw, remote, store
+from tests.fixtures.orgs import Org
 
 pytestmark = pytest.mark.asyncio
 

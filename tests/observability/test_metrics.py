@@ -9,17 +9,17 @@ import pytest
 from fastapi import FastAPI
 
 from app.sync.service import run_sync
-from tests.accounts.helpers import connect
-from tests.conftest import Org
-from tests.sync.helpers import seed_many
+from tests.fixtures.accounts import connect
+from tests.fixtures.mailboxes import seed_many
+from tests.fixtures.orgs import MakeOrg, Org
 
 pytestmark = pytest.mark.asyncio
 
 
 async def test_metrics_after_a_sync(
-    client: httpx.AsyncClient, app: FastAPI, make_org: object
+    client: httpx.AsyncClient, app: FastAPI, make_org: MakeOrg
 ) -> None:
-    org: Org = await make_org("Metrics")  # type: ignore[operator]
+    org: Org = await make_org("Metrics")
     mailbox = f"metrics-{uuid.uuid4().hex[:6]}@gmail.test"
     await seed_many(client, "gmail", mailbox, 3, sender="Secret Sender <sender@hospital.org>")
     account = await connect(client, "gmail", org.headers(), login_hint=mailbox)

@@ -1,4 +1,4 @@
-"""Fixtures for provider client tests (helpers live in provider_helpers.py)."""
+"""Fixtures for provider client tests (built from tests/fixtures/providers.py)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import pytest
 
 from app.config import Settings
 from app.providers.http import RetryPolicy, reset_call_counts
-
-from .provider_helpers import FakeTokenSource, RecordingSleep
+from tests.fixtures.providers import FakeTokenSource, RecordingSleep
 
 
 @pytest.fixture(autouse=True)

@@ -27,8 +27,8 @@ from app.providers.oauth import OAuthTokenSource
 from app.providers.registry import get_oauth_client, get_provider
 from app.sandbox_mount import standalone_sandbox_app
 from sandbox import SandboxState
-
-from .provider_helpers import RecordingSleep
+from tests.fixtures import mailboxes
+from tests.fixtures.providers import RecordingSleep
 
 TOKEN_MARKER = "SANDBOXTOKEN"
 MAILBOX = {"gmail": "alice.sandbox@example.com", "outlook": "bob.sandbox@contoso.example"}
@@ -87,17 +87,9 @@ class Sandbox:
     async def seed(
         self, name: str, raw: bytes, folder: Folder = "inbox", received_at: datetime | None = None
     ) -> str:
-        params: dict[str, str] = {"folder": folder}
-        if received_at is not None:
-            params["received_at"] = received_at.isoformat()
-        response = await self.client.post(
-            f"{self.base}/{name}/mailboxes/{quote(MAILBOX[name])}/messages",
-            params=params,
-            content=raw,
-            headers={"Content-Type": "message/rfc822"},
+        return await mailboxes.seed(
+            self.client, name, MAILBOX[name], raw, folder=folder, received_at=received_at
         )
-        assert response.status_code == 201, response.text
-        return str(response.json()["id"])
 
     async def delete(self, name: str, message_id: str) -> None:
         response = await self.client.delete(
@@ -111,12 +103,8 @@ class Sandbox:
         )
         assert response.status_code == 201, response.text
 
-    async def sent(self, name: str) -> list[dict[str, str]]:
-        response = await self.client.get(
-            f"{self.base}/{name}/mailboxes/{quote(MAILBOX[name])}/sent"
-        )
-        assert response.status_code == 200
-        return list(response.json()["items"])
+    async def sent(self, name: str) -> list[dict[str, Any]]:
+        return await mailboxes.sent_log(self.client, name, MAILBOX[name])
 
 
 def raw_mail(subject: str, *, sender: str = "carol@partner.example", to: str = "") -> bytes:

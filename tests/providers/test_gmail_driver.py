@@ -16,8 +16,7 @@ from app.providers.errors import CursorExpired, MessageTooLarge, ProviderRequest
 from app.providers.gmail import GmailProvider
 from app.providers.gmail.batch import parse_batch_response
 from app.providers.http import calls_by, message_fetches
-
-from .provider_helpers import gmail_error, json_response, mock_client
+from tests.fixtures.providers import gmail_error, json_response, mock_client
 
 API = "https://gmail.googleapis.com/gmail/v1/users/me"
 

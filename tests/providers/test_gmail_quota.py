@@ -7,8 +7,7 @@ import pytest
 from app.config import Settings
 from app.providers.gmail import GmailProvider
 from app.providers.gmail.quota import UserQuota
-
-from .provider_helpers import json_response, mock_client
+from tests.fixtures.providers import json_response, mock_client
 
 
 class FakeClock:

@@ -24,8 +24,7 @@ from app.providers.errors import (
 from app.providers.graph import GraphProvider
 from app.providers.graph.driver import UPLOAD_CHUNK_BYTES
 from app.providers.http import message_fetches
-
-from .provider_helpers import graph_error, json_response, mock_client
+from tests.fixtures.providers import graph_error, json_response, mock_client
 
 BASE = "https://graph.microsoft.com/v1.0"
 

@@ -24,8 +24,7 @@ from app.providers.http import (
     calls_by,
     parse_retry_after,
 )
-
-from .provider_helpers import (
+from tests.fixtures.providers import (
     SECRET_MARK,
     FakeTokenSource,
     RecordingSleep,

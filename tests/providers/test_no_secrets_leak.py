@@ -13,8 +13,7 @@ from app.providers.errors import ProviderError
 from app.providers.gmail import GmailProvider
 from app.providers.graph import GraphProvider
 from app.providers.oauth import GoogleOAuthClient, MicrosoftOAuthClient, OAuthTokenSource
-
-from .provider_helpers import SECRET_MARK, json_response, mock_client
+from tests.fixtures.providers import SECRET_MARK, json_response, mock_client
 
 ADDRESS = "patient.jane@example.org"
 FORBIDDEN = (SECRET_MARK, ADDRESS, "Token has been expired", "AADSTS")

@@ -16,8 +16,7 @@ from app.providers.base import TokenSet
 from app.providers.errors import AuthRevoked, ProviderRequestError
 from app.providers.oauth import GoogleOAuthClient, MicrosoftOAuthClient, OAuthTokenSource
 from app.providers.registry import get_oauth_client
-
-from .provider_helpers import json_response, mock_client
+from tests.fixtures.providers import json_response, mock_client
 
 VERIFIER = "v" * 43 + "-._~abc"
 

@@ -9,8 +9,7 @@ from app.providers.gmail import GmailProvider
 from app.providers.graph import GraphProvider
 from app.providers.oauth import GoogleOAuthClient, MicrosoftOAuthClient
 from app.providers.registry import get_oauth_client, get_provider
-
-from .provider_helpers import json_response
+from tests.fixtures.providers import json_response
 
 
 @pytest.mark.asyncio

@@ -9,8 +9,7 @@ import pytest_asyncio
 from app.config import Settings
 from app.sandbox_mount import standalone_sandbox_app
 from sandbox import SandboxState
-
-from .sandbox_helpers import BASE_URL, FakeClock, PushReceiver, Sandbox
+from tests.fixtures.standalone_sandbox import BASE_URL, FakeClock, PushReceiver, Sandbox
 
 
 @pytest.fixture

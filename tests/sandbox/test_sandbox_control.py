@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .sandbox_helpers import (
+from tests.fixtures.standalone_sandbox import (
     GMAIL_API,
     GMAIL_USER,
     GRAPH_API,

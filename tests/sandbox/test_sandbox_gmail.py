@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .sandbox_helpers import (
+from tests.fixtures.standalone_sandbox import (
     GMAIL_API,
     GMAIL_USER,
     SANDBOX,

@@ -24,8 +24,7 @@ from googleapiclient.http import MediaIoBaseUpload
 from app.config import Settings
 from app.sandbox_mount import standalone_sandbox_app
 from sandbox import SandboxState
-
-from .sandbox_helpers import (
+from tests.fixtures.standalone_sandbox import (
     GMAIL_API,
     GMAIL_USER,
     SANDBOX,

@@ -13,8 +13,7 @@ import pytest
 
 from app.sandbox_mount import sandbox_config
 from sandbox import SandboxState, create_sandbox_app
-
-from .sandbox_helpers import (
+from tests.fixtures.standalone_sandbox import (
     GRAPH_API,
     OUTLOOK_USER,
     SANDBOX,
@@ -674,7 +673,12 @@ async def test_users_path_and_unmounted_links(sandbox: Sandbox, settings: Any) -
 
 
 async def _bare_connect(client: httpx.AsyncClient, settings: Any) -> dict[str, Any]:
-    from .sandbox_helpers import authorize_params, client_form, pkce_pair, redirect_query
+    from tests.fixtures.standalone_sandbox import (
+        authorize_params,
+        client_form,
+        pkce_pair,
+        redirect_query,
+    )
 
     verifier, challenge = pkce_pair()
     params = authorize_params(settings, "outlook", challenge)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from .sandbox_helpers import (
+from tests.fixtures.standalone_sandbox import (
     GMAIL_API,
     GMAIL_USER,
     GRAPH_API,

@@ -15,7 +15,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.config import Settings
-from tests.conftest import Org
+from tests.fixtures.orgs import Org
 
 ROOT = Path(__file__).resolve().parents[2]
 

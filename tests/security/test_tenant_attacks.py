@@ -16,9 +16,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.sync.service import run_sync
-from tests.accounts.helpers import connect
-from tests.conftest import Org
-from tests.sync.helpers import seed
+from tests.fixtures.accounts import connect
+from tests.fixtures.database import account_row
+from tests.fixtures.mailboxes import seed
+from tests.fixtures.orgs import MakeOrg, Org
+from tests.fixtures.worker import count_jobs, forget_jobs
 
 pytestmark = pytest.mark.asyncio
 
@@ -28,7 +30,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
 
 
 async def _org_a_world(
-    client: httpx.AsyncClient, app: FastAPI, make_org: Any, owner_engine: AsyncEngine
+    client: httpx.AsyncClient, app: FastAPI, make_org: MakeOrg, owner_engine: AsyncEngine
 ) -> tuple[Org, dict[str, str]]:
     org: Org = await make_org("Tenant A")
     mailbox = f"tenant-{uuid.uuid4().hex[:6]}@clinic-a.test"
@@ -78,7 +80,7 @@ def _fill(path: str, ids: dict[str, str]) -> str:
 
 
 async def test_org_b_never_sees_org_a(
-    client: httpx.AsyncClient, app: FastAPI, make_org: Any, owner_engine: AsyncEngine
+    client: httpx.AsyncClient, app: FastAPI, make_org: MakeOrg, owner_engine: AsyncEngine
 ) -> None:
     org_a, ids = await _org_a_world(client, app, make_org, owner_engine)
     org_b: Org = await make_org("Tenant B")
@@ -144,7 +146,7 @@ async def test_org_b_never_sees_org_a(
 
 
 async def test_graph_notification_with_another_orgs_subscription_is_ignored(
-    client: httpx.AsyncClient, app: FastAPI, make_org: Any, owner_engine: AsyncEngine
+    client: httpx.AsyncClient, app: FastAPI, make_org: MakeOrg, owner_engine: AsyncEngine
 ) -> None:
     """A notification naming org A's subscription but carrying a clientState made for
     another account queues nothing for A."""
@@ -155,17 +157,8 @@ async def test_graph_notification_with_another_orgs_subscription_is_ignored(
         client, "outlook", org_a.headers(), login_hint=f"p-{uuid.uuid4().hex[:6]}@o.test"
     )
     await run_sync(app.state.ctx, org_a.id, uuid.UUID(account["id"]))
-    async with owner_engine.begin() as conn:
-        subscription = (
-            await conn.execute(
-                text("SELECT push_channel_id FROM ce_email_accounts WHERE id = :a"),
-                {"a": account["id"]},
-            )
-        ).scalar_one()
-        await conn.execute(
-            text("DELETE FROM procrastinate_jobs WHERE args->>'account_id' = :a"),
-            {"a": account["id"]},
-        )
+    subscription = (await account_row(owner_engine, account["id"]))["push_channel_id"]
+    await forget_jobs(owner_engine, account["id"])
     forged = push_client_state(app.state.ctx, uuid.uuid4())
     r = await client.post(
         "/v1/webhooks/outlook",
@@ -176,11 +169,5 @@ async def test_graph_notification_with_another_orgs_subscription_is_ignored(
         },
     )
     assert r.status_code == 202
-    async with owner_engine.connect() as conn:
-        queued = (
-            await conn.execute(
-                text("SELECT count(*) FROM procrastinate_jobs WHERE args->>'account_id' = :a"),
-                {"a": account["id"]},
-            )
-        ).scalar_one()
+    queued = await count_jobs(owner_engine, account["id"])
     assert queued == 0

@@ -17,9 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.config import Settings
 from app.dev.fixtures import add_contact, add_document, add_partner
 from app.messages.sanitize import html_to_text
-from tests.accounts.helpers import connect
-from tests.conftest import Org
-from tests.send.test_send_flow import drain, email_row, scalar, sent_log
+from tests.fixtures.accounts import connect
+from tests.fixtures.database import email_row, insert, scalar
+from tests.fixtures.mailboxes import sent_log
+from tests.fixtures.orgs import MakeOrg, Org
+from tests.fixtures.worker import drain
 
 pytestmark = pytest.mark.asyncio
 
@@ -33,7 +35,7 @@ async def routes(app: FastAPI) -> FastAPI:
 
 @pytest_asyncio.fixture
 async def sender(
-    client: httpx.AsyncClient, routes: FastAPI, make_org: Any
+    client: httpx.AsyncClient, routes: FastAPI, make_org: MakeOrg
 ) -> tuple[Org, dict[str, Any], str]:
     """An org whose member connected a Gmail mailbox."""
     org: Org = await make_org("Send API")
@@ -114,7 +116,7 @@ async def test_contact_gives_the_recipient_a_partner_does_not(
 async def test_ids_of_another_org_are_not_found(
     client: httpx.AsyncClient,
     sender: tuple[Org, dict[str, Any], str],
-    make_org: Any,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     test_settings: Settings,
     tmp_path: Path,
@@ -129,17 +131,14 @@ async def test_ids_of_another_org_are_not_found(
     path = tmp_path / "x.pdf"
     path.write_bytes(b"%PDF")
     document = await add_document(owner_engine, test_settings, other.id, path)
-    async with owner_engine.begin() as conn:
-        other_email = (
-            await conn.execute(
-                text(
-                    "INSERT INTO ce_emails (org_id, account_id, direction, status, subject, "
-                    "internet_message_id) VALUES (:o, :a, 'inbound', 'received', 's', 'm@x') "
-                    "RETURNING id"
-                ),
-                {"o": other.id, "a": other_account["id"]},
-            )
-        ).scalar_one()
+    other_email = await insert(
+        owner_engine,
+        "INSERT INTO ce_emails (org_id, account_id, direction, status, subject, "
+        "internet_message_id) VALUES (:o, :a, 'inbound', 'received', 's', 'm@x') "
+        "RETURNING id",
+        o=other.id,
+        a=other_account["id"],
+    )
     base = {"account_id": account["id"], "to": [PATIENT], "subject": "Hi", "text": "Hi"}
     for extra in (
         {"account_id": other_account["id"]},
@@ -188,7 +187,7 @@ async def test_only_the_owner_of_an_active_mailbox_sends(
 async def test_too_large_for_the_provider_is_413(
     client: httpx.AsyncClient,
     routes: FastAPI,
-    make_org: Any,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     provider: str,
     size_mb: int,
@@ -197,17 +196,14 @@ async def test_too_large_for_the_provider_is_413(
     account = await connect(
         client, provider, org.headers("member"), login_hint=f"big-{uuid.uuid4().hex[:6]}@x.test"
     )
-    async with owner_engine.begin() as conn:
-        document_id = (
-            await conn.execute(
-                text(
-                    "INSERT INTO documents (org_id, filename, content_type, size, sha256, "
-                    "storage_key) VALUES (:o, 'scan.tiff', 'image/tiff', :size, 'x', 'nokey') "
-                    "RETURNING id"
-                ),
-                {"o": org.id, "size": size_mb * 1024 * 1024},
-            )
-        ).scalar_one()
+    document_id = await insert(
+        owner_engine,
+        "INSERT INTO documents (org_id, filename, content_type, size, sha256, "
+        "storage_key) VALUES (:o, 'scan.tiff', 'image/tiff', :size, 'x', 'nokey') "
+        "RETURNING id",
+        o=org.id,
+        size=size_mb * 1024 * 1024,
+    )
     body = {
         "account_id": account["id"],
         "to": [PATIENT],

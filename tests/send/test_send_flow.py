@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import email
-import json
 import os
 import uuid
 from datetime import UTC, datetime
@@ -15,7 +14,6 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
@@ -24,16 +22,17 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
-from app.db.urls import libpq_url, owner_url
 from app.dev.fixtures import add_contact, add_document, add_partner
-from app.jobs.worker import run_worker
 from app.providers.base import MailProvider, OutgoingMessage, SentMessage
 from app.providers.errors import ProviderRequestError, ProviderUnavailable, RateLimited
 from app.send.runner import SENT_COPY_GRACE_SECONDS
 from app.sync.service import run_sync
-from tests.accounts.helpers import connect
-from tests.conftest import Org, sandbox_of
-from tests.sync.helpers import seed
+from tests.fixtures.accounts import connect
+from tests.fixtures.database import email_row, scalar
+from tests.fixtures.events import Events
+from tests.fixtures.mailboxes import seed, sent_log
+from tests.fixtures.orgs import MakeOrg, Org
+from tests.fixtures.worker import drain, make_due, send_jobs
 
 pytestmark = pytest.mark.asyncio
 
@@ -45,67 +44,6 @@ async def routes(app: FastAPI) -> FastAPI:
     return app  # create_app registers the send routes
 
 
-async def drain(app: FastAPI) -> None:
-    """Run every due job of the queues a send uses (and the syncs pushes queue)."""
-    await sandbox_of(app).drain_pushes()
-    await run_worker(
-        app.state.settings,
-        app.state.ctx,
-        wait=False,
-        install_signal_handlers=False,
-        queues=["priority", "sync"],
-    )
-    await sandbox_of(app).drain_pushes()
-
-
-async def make_due(owner_engine: AsyncEngine, email_id: str) -> int:
-    """Scheduled retries of a send, due now (instead of waiting for their backoff)."""
-    async with owner_engine.begin() as conn:
-        result = await conn.execute(
-            text(
-                "UPDATE procrastinate_jobs SET scheduled_at = now() "
-                "WHERE task_name = 'ce:send_email' AND status = 'todo' "
-                "AND args->>'email_id' = :e"
-            ),
-            {"e": email_id},
-        )
-    return int(result.rowcount)
-
-
-async def send_jobs(owner_engine: AsyncEngine, email_id: str) -> list[dict[str, Any]]:
-    async with owner_engine.connect() as conn:
-        rows = await conn.execute(
-            text(
-                "SELECT status::text AS status, args, attempts, scheduled_at "
-                "FROM procrastinate_jobs "
-                "WHERE task_name = 'ce:send_email' AND args->>'email_id' = :e ORDER BY id"
-            ),
-            {"e": email_id},
-        )
-        return [dict(r) for r in rows.mappings()]
-
-
-async def sent_log(client: httpx.AsyncClient, provider: str, mailbox: str) -> list[dict[str, Any]]:
-    r = await client.get(f"/_sandbox/{provider}/mailboxes/{mailbox}/sent")
-    assert r.status_code == 200
-    return list(r.json()["items"])
-
-
-async def email_row(owner_engine: AsyncEngine, email_id: str) -> dict[str, Any]:
-    async with owner_engine.connect() as conn:
-        row = (
-            (await conn.execute(text("SELECT * FROM ce_emails WHERE id = :id"), {"id": email_id}))
-            .mappings()
-            .one()
-        )
-    return dict(row)
-
-
-async def scalar(owner_engine: AsyncEngine, sql: str, **params: Any) -> Any:
-    async with owner_engine.connect() as conn:
-        return (await conn.execute(text(sql), params)).scalar_one()
-
-
 async def connected(
     client: httpx.AsyncClient, app: FastAPI, org: Org, provider: str, who: str = "member"
 ) -> tuple[dict[str, Any], str]:
@@ -113,33 +51,6 @@ async def connected(
     account = await connect(client, provider, org.headers(who), login_hint=mailbox)
     await drain(app)  # the first sync
     return account, mailbox
-
-
-class Events:
-    """ce_email_events as a listener on its own connection hears them (after commit)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.queue: asyncio.Queue[str] = asyncio.Queue()
-        self.connection: asyncpg.Connection | None = None
-
-    async def __aenter__(self) -> Events:
-        self.connection = await asyncpg.connect(libpq_url(owner_url(self.settings)))
-        await self.connection.add_listener(
-            "ce_email_events", lambda *args: self.queue.put_nowait(args[3])
-        )
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.connection is not None
-        await self.connection.close()
-
-    async def of(self, email_id: str) -> list[dict[str, Any]]:
-        await asyncio.sleep(0.3)
-        heard = []
-        while not self.queue.empty():
-            heard.append(json.loads(self.queue.get_nowait()))
-        return [e for e in heard if e["email_id"] == email_id]
 
 
 def write_file(tmp_path: Path, name: str, content: bytes) -> Path:
@@ -173,7 +84,7 @@ def addresses(message: EmailMessage, header: str) -> set[str]:
 async def test_send_reply_with_attachments_and_tracking_then_sync_keeps_one_row(
     client: httpx.AsyncClient,
     routes: FastAPI,
-    make_org: Any,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     test_settings: Settings,
     tmp_path: Path,
@@ -216,10 +127,7 @@ async def test_send_reply_with_attachments_and_tracking_then_sync_keeps_one_row(
         owner_engine, test_settings, org.id, write_file(tmp_path, "notes.txt", notes)
     )
 
-    listener = await asyncpg.connect(libpq_url(owner_url(test_settings)))
-    events: asyncio.Queue[str] = asyncio.Queue()
-    await listener.add_listener("ce_email_events", lambda *args: events.put_nowait(args[3]))
-    try:
+    async with Events(test_settings) as events:
         response = await post_send(
             client,
             org.headers("member"),
@@ -318,18 +226,12 @@ async def test_send_reply_with_attachments_and_tracking_then_sync_keeps_one_row(
                 owner_engine, "SELECT provider_thread_id FROM ce_emails WHERE id = :e", e=parent_id
             ), "the reply joined the original's thread"
 
-        await asyncio.sleep(0.3)
-        announced = []
-        while not events.empty():
-            announced.append(json.loads(events.get_nowait()))
-        ours = [e for e in announced if e["email_id"] == email_id]
+        ours = await events.of(email_id)
         assert len(ours) == 1, "ce.email.synced once, when sent"
         assert ours[0]["event"] == "ce.email.synced"
         assert ours[0]["direction"] == "outbound"
         assert ours[0]["contact_ids"] == [contact["contact_id"]]
         assert ours[0]["partner_ids"] == [partner["partner_id"]]
-    finally:
-        await listener.close()
 
     # the Sent folder's copy is found, not stored again
     await run_sync(app.state.ctx, org.id, uuid.UUID(account["id"]))
@@ -358,7 +260,7 @@ async def test_send_reply_with_attachments_and_tracking_then_sync_keeps_one_row(
 async def test_same_idempotency_key_concurrently_sends_once(
     client: httpx.AsyncClient,
     routes: FastAPI,
-    make_org: Any,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     provider: str,
 ) -> None:
@@ -444,7 +346,7 @@ def flaky(monkeypatch: pytest.MonkeyPatch, app: FastAPI, mode: str) -> list[str]
 async def test_timeout_after_the_provider_accepted_is_found_in_sent_not_resent(
     client: httpx.AsyncClient,
     routes: FastAPI,
-    make_org: Any,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     monkeypatch: pytest.MonkeyPatch,
     test_settings: Settings,
@@ -490,7 +392,7 @@ async def test_timeout_after_the_provider_accepted_is_found_in_sent_not_resent(
 async def test_rate_limited_send_is_retried_later_and_sent_once(
     client: httpx.AsyncClient,
     routes: FastAPI,
-    make_org: Any,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -519,7 +421,7 @@ async def test_rate_limited_send_is_retried_later_and_sent_once(
 async def test_rejected_send_fails_with_an_error_code_and_no_content(
     client: httpx.AsyncClient,
     routes: FastAPI,
-    make_org: Any,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -551,7 +453,7 @@ async def test_rejected_send_fails_with_an_error_code_and_no_content(
 async def test_a_rerun_after_a_crash_mid_send_does_not_send_twice(
     client: httpx.AsyncClient,
     routes: FastAPI,
-    make_org: Any,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -598,7 +500,7 @@ async def test_a_rerun_after_a_crash_mid_send_does_not_send_twice(
 async def test_tracking_instruments_the_html_as_the_org_and_the_request_say(
     client: httpx.AsyncClient,
     routes: FastAPI,
-    make_org: Any,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -662,7 +564,7 @@ async def test_tracking_instruments_the_html_as_the_org_and_the_request_say(
 async def test_a_stalled_send_job_is_run_again_and_looks_in_sent_first(
     client: httpx.AsyncClient,
     routes: FastAPI,
-    make_org: Any,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -735,7 +637,7 @@ async def test_a_stalled_send_job_is_run_again_and_looks_in_sent_first(
 async def test_a_large_attachment_goes_through_the_upload_paths_byte_exact(
     client: httpx.AsyncClient,
     routes: FastAPI,
-    make_org: Any,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     test_settings: Settings,
     tmp_path: Path,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.conftest import Org
+from tests.fixtures.orgs import Org
 
 pytestmark = pytest.mark.asyncio
 

@@ -23,9 +23,10 @@ from app.sync import repository as sync_repository
 from app.sync.parse_pool import running_pool, shutdown_parse_pool
 from app.sync.pipeline import FETCH_CHUNK, Listing, SyncRun
 from app.sync.service import run_sync
-from tests.accounts.helpers import connect
-from tests.conftest import Org
-from tests.sync.helpers import account_row, sandbox_messages, seed_many, stored_messages
+from tests.fixtures.accounts import connect
+from tests.fixtures.database import account_row
+from tests.fixtures.mailboxes import sandbox_messages, seed_many, stored_messages
+from tests.fixtures.orgs import MakeOrg, Org
 
 pytestmark = pytest.mark.asyncio
 
@@ -37,7 +38,7 @@ GetMessages = Callable[..., Awaitable[list[Any]]]
 
 
 async def _account(
-    client: httpx.AsyncClient, make_org: Any, provider: str, count: int = MESSAGES
+    client: httpx.AsyncClient, make_org: MakeOrg, provider: str, count: int = MESSAGES
 ) -> tuple[Org, dict[str, Any], str]:
     org: Org = await make_org(f"Pipeline {provider}")
     mailbox = f"pipe-{uuid.uuid4().hex[:8]}@clinic-{provider}.test"
@@ -59,7 +60,7 @@ async def _sync(app: FastAPI, org: Org, account: dict[str, Any]) -> None:
 async def test_pages_overlap_yet_each_message_is_stored_once_before_the_cursor(
     client: httpx.AsyncClient,
     app: FastAPI,
-    make_org: Any,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     monkeypatch: pytest.MonkeyPatch,
     provider: str,
@@ -110,7 +111,7 @@ async def test_pages_overlap_yet_each_message_is_stored_once_before_the_cursor(
 async def test_a_fetch_failing_mid_pipeline_keeps_the_written_pages_and_no_cursor(
     client: httpx.AsyncClient,
     app: FastAPI,
-    make_org: Any,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     monkeypatch: pytest.MonkeyPatch,
     provider: str,
@@ -147,7 +148,7 @@ async def test_a_fetch_failing_mid_pipeline_keeps_the_written_pages_and_no_curso
 async def test_parsing_in_a_separate_process_stores_the_same(
     client: httpx.AsyncClient,
     app: FastAPI,
-    make_org: Any,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -164,7 +165,7 @@ async def test_parsing_in_a_separate_process_stores_the_same(
 
 
 async def test_a_listing_streams_across_pages_repeats_fetch_once_deletions_wait(
-    client: httpx.AsyncClient, app: FastAPI, make_org: Any, owner_engine: AsyncEngine
+    client: httpx.AsyncClient, app: FastAPI, make_org: MakeOrg, owner_engine: AsyncEngine
 ) -> None:
     from datetime import UTC, datetime, timedelta
 

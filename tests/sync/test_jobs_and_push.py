@@ -13,59 +13,33 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.jobs.worker import run_worker
 from app.sync.push import push_client_state
-from tests.accounts.helpers import connect
-from tests.conftest import Org, sandbox_of
-from tests.sync.helpers import account_row, sandbox_messages, seed_many, stored_messages
+from tests.fixtures.accounts import connect
+from tests.fixtures.database import account_row
+from tests.fixtures.mailboxes import sandbox_messages, sandbox_of, seed_many, stored_messages
+from tests.fixtures.orgs import MakeOrg, Org
+from tests.fixtures.worker import RENEW_PUSH, count_jobs, drain, forget_jobs, job_statuses
 
 pytestmark = pytest.mark.asyncio
-
-
-async def _drain(app: FastAPI) -> None:
-    await sandbox_of(app).drain_pushes()
-    await run_worker(
-        app.state.settings,
-        app.state.ctx,
-        wait=False,
-        install_signal_handlers=False,
-        queues=["sync"],
-    )
-
-
-async def _jobs(owner_engine: AsyncEngine, account_id: str) -> list[str]:
-    async with owner_engine.connect() as conn:
-        return list(
-            (
-                await conn.execute(
-                    text(
-                        "SELECT status::text FROM procrastinate_jobs "
-                        "WHERE args->>'account_id' = :a "
-                        "AND task_name = 'ce:sync_account' ORDER BY id"
-                    ),
-                    {"a": account_id},
-                )
-            ).scalars()
-        )
 
 
 @pytest.mark.parametrize("provider", ["gmail", "outlook"])
 async def test_connect_queues_a_sync_the_worker_runs_it_and_push_brings_new_mail(
     client: httpx.AsyncClient,
     app: FastAPI,
-    make_org: object,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     provider: str,
 ) -> None:
-    org: Org = await make_org("Jobs")  # type: ignore[operator]
+    org: Org = await make_org("Jobs")
     mailbox = f"jobs-{uuid.uuid4().hex[:6]}@{provider}.test"
     await seed_many(client, provider, mailbox, 4)
     account = await connect(client, provider, org.headers(), login_hint=mailbox)
-    assert await _jobs(owner_engine, account["id"]) == ["todo"]
+    assert await job_statuses(owner_engine, account["id"]) == ["todo"]
     status = (await client.get(f"/v1/accounts/{account['id']}/sync", headers=org.headers())).json()
     assert status["state"] == "queued"
 
-    await _drain(app)
+    await drain(app, queues=["sync"])
     assert await stored_messages(owner_engine, account["id"]) == sandbox_messages(
         app, provider, mailbox
     )
@@ -79,36 +53,36 @@ async def test_connect_queues_a_sync_the_worker_runs_it_and_push_brings_new_mail
     # new mail: the sandbox pushes to our webhook, which queues a sync
     await seed_many(client, provider, mailbox, 2)
     await sandbox_of(app).drain_pushes()
-    assert "todo" in await _jobs(owner_engine, account["id"])
-    await _drain(app)
+    assert "todo" in await job_statuses(owner_engine, account["id"])
+    await drain(app, queues=["sync"])
     assert await stored_messages(owner_engine, account["id"]) == sandbox_messages(
         app, provider, mailbox
     )
 
 
 async def test_manual_sync_coalesces_and_needs_owner_or_admin(
-    client: httpx.AsyncClient, make_org: object, owner_engine: AsyncEngine
+    client: httpx.AsyncClient, make_org: MakeOrg, owner_engine: AsyncEngine
 ) -> None:
-    org: Org = await make_org("Coalesce")  # type: ignore[operator]
+    org: Org = await make_org("Coalesce")
     account = await connect(client, "gmail", org.headers(), login_hint="co@gmail.test")
     path = f"/v1/accounts/{account['id']}/sync"
     first = await client.post(path, headers=org.headers())
     assert first.status_code == 202
     assert first.json()["coalesced"] is True  # the connect already queued one
-    assert await _jobs(owner_engine, account["id"]) == ["todo"]
+    assert await job_statuses(owner_engine, account["id"]) == ["todo"]
     assert (await client.post(path, headers=org.headers("member"))).status_code == 403
-    other: Org = await make_org("Other")  # type: ignore[operator]
+    other: Org = await make_org("Other")
     assert (await client.post(path, headers=other.headers())).status_code == 404
     assert (await client.get(path, headers=other.headers())).status_code == 404
 
 
 async def test_gmail_webhook_verifies_and_ignores_old_history(
-    client: httpx.AsyncClient, app: FastAPI, make_org: object, owner_engine: AsyncEngine
+    client: httpx.AsyncClient, app: FastAPI, make_org: MakeOrg, owner_engine: AsyncEngine
 ) -> None:
-    org: Org = await make_org("Gmail push")  # type: ignore[operator]
+    org: Org = await make_org("Gmail push")
     mailbox = f"push-{uuid.uuid4().hex[:6]}@gmail.test"
     account = await connect(client, "gmail", org.headers(), login_hint=mailbox)
-    await _drain(app)
+    await drain(app, queues=["sync"])
     cursor = (await account_row(owner_engine, account["id"]))["sync_cursor"]["history_id"]
 
     def envelope(history_id: int | str) -> dict:
@@ -134,28 +108,28 @@ async def test_gmail_webhook_verifies_and_ignores_old_history(
     # older or equal historyId: harmless, nothing queued
     r = await client.post("/v1/webhooks/gmail", params={"token": secret}, json=envelope(cursor))
     assert r.status_code == 204
-    assert "todo" not in await _jobs(owner_engine, account["id"])
+    assert "todo" not in await job_statuses(owner_engine, account["id"])
     # newer (as a number, as Google sometimes sends it): queued, and duplicates coalesce
     for _ in range(3):
         r = await client.post(
             "/v1/webhooks/gmail", params={"token": secret}, json=envelope(int(cursor) + 7)
         )
         assert r.status_code == 204
-    assert (await _jobs(owner_engine, account["id"])).count("todo") == 1
+    assert (await job_statuses(owner_engine, account["id"])).count("todo") == 1
 
 
 async def test_outlook_webhook_validation_client_state_and_lifecycle(
-    client: httpx.AsyncClient, app: FastAPI, make_org: object, owner_engine: AsyncEngine
+    client: httpx.AsyncClient, app: FastAPI, make_org: MakeOrg, owner_engine: AsyncEngine
 ) -> None:
     r = await client.post("/v1/webhooks/outlook", params={"validationToken": "a b+c/<d>"})
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
     assert r.text == "a b+c/<d>"
 
-    org: Org = await make_org("Graph push")  # type: ignore[operator]
+    org: Org = await make_org("Graph push")
     mailbox = f"push-{uuid.uuid4().hex[:6]}@outlook.test"
     account = await connect(client, "outlook", org.headers(), login_hint=mailbox)
-    await _drain(app)
+    await drain(app, queues=["sync"])
     row = await account_row(owner_engine, account["id"])
     subscription = row["push_channel_id"]
     assert subscription
@@ -175,48 +149,35 @@ async def test_outlook_webhook_validation_client_state_and_lifecycle(
 
     r = await client.post("/v1/webhooks/outlook", json=note("forged"))
     assert r.status_code == 202
-    assert "todo" not in await _jobs(owner_engine, account["id"])
+    assert "todo" not in await job_statuses(owner_engine, account["id"])
     good = push_client_state(app.state.ctx, uuid.UUID(account["id"]))
     r = await client.post("/v1/webhooks/outlook", json=note(good))
     assert r.status_code == 202
-    assert await _jobs(owner_engine, account["id"]) == ["todo"]
-    await _drain(app)
+    assert await job_statuses(owner_engine, account["id"]) == ["todo"]
+    await drain(app, queues=["sync"])
     r = await client.post(
         "/v1/webhooks/outlook", json=note(good, lifecycleEvent="reauthorizationRequired")
     )
     assert r.status_code == 202
-    async with owner_engine.connect() as conn:
-        renewals = (
-            await conn.execute(
-                text(
-                    "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'ce:renew_push' "
-                    "AND args->>'account_id' = :a"
-                ),
-                {"a": account["id"]},
-            )
-        ).scalar_one()
+    renewals = await count_jobs(owner_engine, account["id"], task=RENEW_PUSH)
     assert renewals == 1
     r = await client.post("/v1/webhooks/outlook", json=note(good, lifecycleEvent="missed"))
     assert r.status_code == 202
-    assert "todo" in await _jobs(owner_engine, account["id"])
+    assert "todo" in await job_statuses(owner_engine, account["id"])
 
 
 async def test_new_mail_pulls_a_pending_retry_forward(
-    client: httpx.AsyncClient, app: FastAPI, make_org: object, owner_engine: AsyncEngine
+    client: httpx.AsyncClient, app: FastAPI, make_org: MakeOrg, owner_engine: AsyncEngine
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
     from app.db.rls import org_transaction
     from app.sync.service import enqueue_sync
 
-    org: Org = await make_org("Retry")  # type: ignore[operator]
+    org: Org = await make_org("Retry")
     account = await connect(client, "gmail", org.headers(), login_hint="retry@gmail.test")
     account_id = uuid.UUID(account["id"])
-    async with owner_engine.begin() as conn:
-        await conn.execute(
-            text("DELETE FROM procrastinate_jobs WHERE args->>'account_id' = :a"),
-            {"a": account["id"]},
-        )
+    await forget_jobs(owner_engine, account["id"])
     async with org_transaction(app.state.ctx.engine, org.id) as session:
         await enqueue_sync(
             session,

@@ -22,16 +22,11 @@ from app.jobs.worker import run_worker
 from app.observability.metrics import REGISTRY
 from app.sync import jobs, repository
 from app.sync.service import enqueue_sync
-from tests.accounts.helpers import connect
-from tests.conftest import Org, sandbox_of
-from tests.sync.helpers import (
-    account_row,
-    make_raw,
-    sandbox_messages,
-    seed,
-    seed_many,
-    stored_messages,
-)
+from tests.fixtures.accounts import connect
+from tests.fixtures.database import account_row
+from tests.fixtures.mail import make_raw
+from tests.fixtures.mailboxes import sandbox_messages, sandbox_of, seed, seed_many, stored_messages
+from tests.fixtures.orgs import MakeOrg, Org
 
 pytestmark = pytest.mark.asyncio
 
@@ -152,12 +147,12 @@ async def _sync_jobs_waiting(owner_engine: AsyncEngine, account_id: str) -> int:
 async def test_dropped_push_is_noticed_rearmed_polled_fast_then_active_again(
     client: httpx.AsyncClient,
     app: FastAPI,
-    make_org: object,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     fast_supervision: None,
     provider: str,
 ) -> None:
-    org: Org = await make_org("Push supervision")  # type: ignore[operator]
+    org: Org = await make_org("Push supervision")
     mailbox = f"sup-{uuid.uuid4().hex[:6]}@{provider}.test"
     await seed_many(client, provider, mailbox, 2)
     account = await connect(client, provider, org.headers(), login_hint=mailbox)
@@ -226,12 +221,12 @@ async def test_dropped_push_is_noticed_rearmed_polled_fast_then_active_again(
 async def test_off_expired_renewal_and_idle_backoff(
     client: httpx.AsyncClient,
     app: FastAPI,
-    make_org: object,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     fast_supervision: None,
     provider: str,
 ) -> None:
-    org: Org = await make_org("Push states")  # type: ignore[operator]
+    org: Org = await make_org("Push states")
     mailbox = f"states-{uuid.uuid4().hex[:6]}@{provider}.test"
     await seed_many(client, provider, mailbox, 1)
     account = await connect(client, provider, org.headers(), login_hint=mailbox)
@@ -294,11 +289,11 @@ async def test_off_expired_renewal_and_idle_backoff(
 async def test_a_gmail_burst_with_one_notification_is_not_silence(
     client: httpx.AsyncClient,
     app: FastAPI,
-    make_org: object,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     fast_supervision: None,
 ) -> None:
-    org: Org = await make_org("Burst")  # type: ignore[operator]
+    org: Org = await make_org("Burst")
     mailbox = f"burst-{uuid.uuid4().hex[:6]}@gmail.test"
     await seed_many(client, "gmail", mailbox, 1)
     account = await connect(client, "gmail", org.headers(), login_hint=mailbox)
@@ -337,7 +332,7 @@ async def test_a_gmail_burst_with_one_notification_is_not_silence(
 async def test_mail_too_young_to_judge_then_a_quiet_period_makes_push_silent(
     client: httpx.AsyncClient,
     app: FastAPI,
-    make_org: object,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     fast_supervision: None,
 ) -> None:
@@ -345,7 +340,7 @@ async def test_mail_too_young_to_judge_then_a_quiet_period_makes_push_silent(
     ctx.settings = ctx.settings.model_copy(
         update={"push_grace_seconds": 2, "push_quiet_period_seconds": 1}
     )
-    org: Org = await make_org("Quiet")  # type: ignore[operator]
+    org: Org = await make_org("Quiet")
     mailbox = f"quiet-{uuid.uuid4().hex[:6]}@gmail.test"
     account = await connect(client, "gmail", org.headers(), login_hint=mailbox)
     account_id = account["id"]

@@ -13,16 +13,11 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.sync.service import run_sync
-from tests.accounts.helpers import connect
-from tests.conftest import Org, sandbox_of
-from tests.sync.helpers import (
-    account_row,
-    make_raw,
-    sandbox_messages,
-    seed,
-    seed_many,
-    stored_messages,
-)
+from tests.fixtures.accounts import connect
+from tests.fixtures.database import account_row
+from tests.fixtures.mail import make_raw
+from tests.fixtures.mailboxes import sandbox_messages, sandbox_of, seed, seed_many, stored_messages
+from tests.fixtures.orgs import MakeOrg, Org
 
 pytestmark = pytest.mark.asyncio
 
@@ -31,10 +26,10 @@ PROVIDERS = ["gmail", "outlook"]
 
 async def _connected(
     client: httpx.AsyncClient,
-    make_org: object,
+    make_org: MakeOrg,
     provider: str,
 ) -> tuple[Org, dict, str]:
-    org: Org = await make_org(f"Sync {provider}")  # type: ignore[operator]
+    org: Org = await make_org(f"Sync {provider}")
     mailbox = f"box-{uuid.uuid4().hex[:8]}@clinic-{provider}.test"
     return org, {"mailbox": mailbox}, mailbox
 
@@ -47,7 +42,7 @@ async def _sync(app: FastAPI, org: Org, account_id: str) -> None:
 async def test_initial_then_incremental_equals_the_mailbox(
     client: httpx.AsyncClient,
     app: FastAPI,
-    make_org: object,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     provider: str,
 ) -> None:
@@ -100,7 +95,7 @@ FAULTS = [
 async def test_every_fault_during_a_sync_loses_and_duplicates_nothing(
     client: httpx.AsyncClient,
     app: FastAPI,
-    make_org: object,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     provider: str,
     fault: str,
@@ -140,7 +135,7 @@ async def test_every_fault_during_a_sync_loses_and_duplicates_nothing(
 async def test_a_sync_killed_midway_then_rerun_loses_and_duplicates_nothing(
     client: httpx.AsyncClient,
     app: FastAPI,
-    make_org: object,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     provider: str,
 ) -> None:

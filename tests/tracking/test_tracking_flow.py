@@ -5,13 +5,10 @@ like a valid miss and records nothing."""
 from __future__ import annotations
 
 import email
-import json
 import re
 import uuid
 from email import policy
-from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -20,15 +17,16 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
-from app.db.urls import libpq_url, owner_url
-from app.jobs.worker import run_worker
 from app.sync.service import run_sync
 from app.tracking.classify import classify
 from app.tracking.instrument import _Rewriter
 from app.tracking.tokens import make_token, read_token
-from tests.accounts.helpers import connect
-from tests.conftest import Org
-from tests.sync.helpers import seed
+from tests.fixtures.accounts import connect
+from tests.fixtures.database import email_row, scalar
+from tests.fixtures.events import Events
+from tests.fixtures.mailboxes import seed, sent_log
+from tests.fixtures.orgs import MakeOrg, Org
+from tests.fixtures.worker import run_due_jobs
 
 HUMAN = {
     "User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 "
@@ -53,20 +51,13 @@ async def _send(
     )
     assert r.status_code == 202, r.text
     email_id = r.json()["id"]
-    await run_worker(
-        app.state.settings,
-        app.state.ctx,
-        wait=False,
-        install_signal_handlers=False,
-        queues=["priority"],
-    )
-    sent = (await client.get(f"/_sandbox/{provider}/mailboxes/{mailbox}/sent")).json()
-    raw = sent["items"][-1]["raw"]
+    await run_due_jobs(app, ["priority"])
+    raw = (await sent_log(client, provider, mailbox))[-1]["raw"]
     return email_id, raw
 
 
 async def _sent_from_new_gmail_org(
-    client: httpx.AsyncClient, app: FastAPI, make_org: Any, name: str
+    client: httpx.AsyncClient, app: FastAPI, make_org: MakeOrg, name: str
 ) -> tuple[Org, str, str]:
     """A new org with a connected Gmail mailbox and one tracked email sent from it:
     (org, email id, the raw message in the sandbox's sent mailbox)."""
@@ -84,34 +75,12 @@ def _html_of(raw: str) -> str:
     return str(part.get_content())
 
 
-async def _row(owner_engine: AsyncEngine, email_id: str) -> Any:
-    async with owner_engine.connect() as conn:
-        return (
-            (
-                await conn.execute(
-                    text(
-                        "SELECT status, open_count, click_count, first_opened_at, bounced_at "
-                        "FROM ce_emails WHERE id = :e"
-                    ),
-                    {"e": email_id},
-                )
-            )
-            .mappings()
-            .one()
-        )
-
-
-async def _count(owner_engine: AsyncEngine, sql: str, **params: Any) -> int:
-    async with owner_engine.connect() as conn:
-        return int((await conn.execute(text(sql), params)).scalar_one())
-
-
 @pytest.mark.asyncio
 @pytest.mark.parametrize("provider", ["gmail", "outlook"])
 async def test_send_open_click_bounce(
     client: httpx.AsyncClient,
     app: FastAPI,
-    make_org: Any,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     test_settings: Settings,
     provider: str,
@@ -120,12 +89,7 @@ async def test_send_open_click_bounce(
     mailbox = f"track-{uuid.uuid4().hex[:6]}@{provider}.test"
     account = await connect(client, provider, org.headers(), login_hint=mailbox)
     await run_sync(app.state.ctx, org.id, uuid.UUID(account["id"]))
-    listener = await asyncpg.connect(libpq_url(owner_url(test_settings)))
-    events: list[dict[str, Any]] = []
-    await listener.add_listener(
-        "ce_email_events", lambda *args: events.append(json.loads(args[-1]))
-    )
-    try:
+    async with Events(test_settings) as listener:
         email_id, raw = await _send(client, app, org, account["id"], mailbox, provider)
         html = _html_of(raw)
         pixel = re.search(r'src="(http[^"]+/t/o/[^"]+)"', html)
@@ -159,14 +123,14 @@ async def test_send_open_click_bounce(
             assert r.content[:6] == b"GIF89a"
             assert len(r.content) == 43
             assert "no-store" in r.headers["cache-control"]
-        row = await _row(owner_engine, email_id)
+        row = await email_row(owner_engine, email_id)
         assert row["open_count"] == 2
         assert row["first_opened_at"] is not None
         r = await client.get(click_path, headers=HUMAN)
         assert r.status_code == 302
         assert r.headers["location"] == "https://portal.example.org/r?id=7"
         await client.get(click_path, headers=HUMAN)
-        assert (await _row(owner_engine, email_id))["click_count"] == 2
+        assert (await email_row(owner_engine, email_id))["click_count"] == 2
 
         # a bounce: a DSN for our message arrives in the mailbox and is synced
         message_id = email.message_from_string(raw)["Message-ID"]
@@ -185,14 +149,13 @@ async def test_send_open_click_bounce(
         ).encode()
         await seed(client, provider, mailbox, dsn)
         await run_sync(app.state.ctx, org.id, uuid.UUID(account["id"]))
-        row = await _row(owner_engine, email_id)
+        row = await email_row(owner_engine, email_id)
         assert row["status"] == "bounced"
         assert row["bounced_at"] is not None
         await run_sync(app.state.ctx, org.id, uuid.UUID(account["id"]))  # no second bounce
-    finally:
-        await listener.close()
+    events = await listener.heard(wait=0)
 
-    kinds = await _count(
+    kinds = await scalar(
         owner_engine,
         "SELECT count(*) FROM ce_email_tracking_events WHERE email_id = :e",
         e=email_id,
@@ -232,7 +195,7 @@ async def test_bad_tokens_answer_like_a_valid_miss_and_record_nothing(
     test_settings: Settings,
 ) -> None:
     secret = test_settings.tracking_token_secret.get_secret_value()
-    before = await _count(owner_engine, "SELECT count(*) FROM ce_email_tracking_events")
+    before = await scalar(owner_engine, "SELECT count(*) FROM ce_email_tracking_events")
     valid_miss = make_token(secret, "o", org_a.id, uuid.uuid4())  # signed, no such email
     forged = make_token("another-secret", "o", org_a.id, uuid.uuid4())
     click_as_open = make_token(secret, "c", org_a.id, uuid.uuid4())
@@ -257,7 +220,7 @@ async def test_bad_tokens_answer_like_a_valid_miss_and_record_nothing(
         r = await client.get(f"/t/c/{token}", headers=HUMAN)
         assert r.status_code == 404
         assert r.headers["content-type"] == "application/problem+json"
-    assert await _count(owner_engine, "SELECT count(*) FROM ce_email_tracking_events") == before
+    assert await scalar(owner_engine, "SELECT count(*) FROM ce_email_tracking_events") == before
     assert (
         read_token(secret, "o", valid_miss[:-1] + ("A" if valid_miss[-1] != "A" else "B")) is None
     )
@@ -265,7 +228,7 @@ async def test_bad_tokens_answer_like_a_valid_miss_and_record_nothing(
 
 @pytest.mark.asyncio
 async def test_over_the_rate_limit_the_gif_is_served_and_nothing_recorded(
-    client: httpx.AsyncClient, app: FastAPI, make_org: Any, owner_engine: AsyncEngine
+    client: httpx.AsyncClient, app: FastAPI, make_org: MakeOrg, owner_engine: AsyncEngine
 ) -> None:
     _, email_id, raw = await _sent_from_new_gmail_org(client, app, make_org, "Rate limit")
     pixel = re.search(r'src="(http[^"]+/t/o/[^"]+)"', _html_of(raw))
@@ -277,7 +240,7 @@ async def test_over_the_rate_limit_the_gif_is_served_and_nothing_recorded(
         r = await client.get(path, headers=HUMAN)
         answers.add((r.status_code, r.content))
     assert len(answers) == 1
-    opens = await _count(
+    opens = await scalar(
         owner_engine,
         "SELECT count(*) FROM ce_email_tracking_events WHERE email_id = :e AND type = 'opened'",
         e=email_id,
@@ -287,7 +250,7 @@ async def test_over_the_rate_limit_the_gif_is_served_and_nothing_recorded(
 
 @pytest.mark.asyncio
 async def test_an_app_with_its_own_tracking_secret_verifies_the_tokens_it_sends(
-    make_org: Any, owner_engine: AsyncEngine, test_settings: Settings
+    make_org: MakeOrg, owner_engine: AsyncEngine, test_settings: Settings
 ) -> None:
     """create_app(settings) signs the pixel and the links with its settings' secret, not
     the environment's, so its own endpoints accept them."""
@@ -322,7 +285,7 @@ async def test_an_app_with_its_own_tracking_secret_verifies_the_tokens_it_sends(
         r = await own_client.get(f"/t/c/{click.group(1)}", headers=HUMAN)
     assert r.status_code == 302
     assert r.headers["location"] == "https://portal.example.org/r?id=7"
-    assert (await _row(owner_engine, email_id))["open_count"] == 1
+    assert (await email_row(owner_engine, email_id))["open_count"] == 1
 
 
 def test_rewriter_keeps_markup_and_finds_only_http_links() -> None:
@@ -359,7 +322,7 @@ def test_classification(agent: str, age: float, expected: str) -> None:
 
 @pytest.mark.asyncio
 async def test_buffered_recorder_writes_every_open_in_batches(
-    client: httpx.AsyncClient, app: FastAPI, make_org: Any, owner_engine: AsyncEngine
+    client: httpx.AsyncClient, app: FastAPI, make_org: MakeOrg, owner_engine: AsyncEngine
 ) -> None:
     import time
 
@@ -386,15 +349,15 @@ async def test_buffered_recorder_writes_every_open_in_batches(
     for _ in range(10):  # past the token's 30/minute: served elsewhere, recorded nowhere
         recorder.note(token, "10.0.0.7", HUMAN["User-Agent"], time.time())
     await recorder.close()  # flushes what is still buffered
-    opens = await _count(
+    opens = await scalar(
         owner_engine,
         "SELECT count(*) FROM ce_email_tracking_events WHERE email_id = :e AND type = 'opened'",
         e=email_id,
     )
     assert opens == 30
-    assert (await _row(owner_engine, email_id))["open_count"] == 25  # 5 machine opens
+    assert (await email_row(owner_engine, email_id))["open_count"] == 25  # 5 machine opens
     assert (
-        await _count(
+        await scalar(
             owner_engine,
             "SELECT count(*) FROM notifications WHERE org_id = :o AND type = 'email_opened'",
             o=org.id,
@@ -439,7 +402,7 @@ async def test_batched_limits_admit_exactly_what_one_hit_at_a_time_would() -> No
 
 @pytest.mark.asyncio
 async def test_a_recorder_behind_paces_the_pixel_until_the_writer_takes_the_notes(
-    client: httpx.AsyncClient, app: FastAPI, make_org: Any, owner_engine: AsyncEngine
+    client: httpx.AsyncClient, app: FastAPI, make_org: MakeOrg, owner_engine: AsyncEngine
 ) -> None:
     import asyncio
     import time
@@ -467,7 +430,7 @@ async def test_a_recorder_behind_paces_the_pixel_until_the_writer_takes_the_note
     await asyncio.wait_for(recorder.pace(paces[5]), timeout=10)
     assert len(recorder._notes) < 6  # the writer took them
     await recorder.close()
-    opens = await _count(
+    opens = await scalar(
         owner_engine,
         "SELECT count(*) FROM ce_email_tracking_events WHERE email_id = :e AND type = 'opened'",
         e=email_id,
