@@ -19,6 +19,7 @@ class StoredSettings:
     email_sync_interval_minutes: int | None = None
     email_tracking_enabled: bool | None = None
     email_custom_tracking_domain: str | None = None
+    email_reconcile_interval_hours: int | None = None
 
     def set_values(self) -> dict[str, Any]:
         return {name: value for name, value in asdict(self).items() if value is not None}

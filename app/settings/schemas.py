@@ -35,6 +35,7 @@ def _hostname(value: str) -> str:
 HistoryDays = Annotated[StrictInt, _between(7, 90), _range_schema(7, 90)]
 BodyLimitKb = Annotated[StrictInt, _between(100, 2000), _range_schema(100, 2000)]
 IntervalMinutes = Annotated[StrictInt, _between(5, 60), _range_schema(5, 60)]
+ReconcileHours = Annotated[StrictInt, _between(1, 168), _range_schema(1, 168)]
 TrackingDomain = Annotated[str, AfterValidator(_hostname), Field(max_length=253)]
 
 
@@ -46,6 +47,7 @@ class ModuleSettings(BaseModel):
     email_sync_interval_minutes: int = Field(15, ge=5, le=60)
     email_tracking_enabled: bool = True
     email_custom_tracking_domain: str | None = None
+    email_reconcile_interval_hours: int = Field(24, ge=1, le=168)
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -56,6 +58,7 @@ class ModuleSettings(BaseModel):
                     "email_sync_interval_minutes": 15,
                     "email_tracking_enabled": True,
                     "email_custom_tracking_domain": None,
+                    "email_reconcile_interval_hours": 24,
                 }
             ]
         }
@@ -75,3 +78,4 @@ class ModuleSettingsPatch(BaseModel):
     email_sync_interval_minutes: IntervalMinutes | None = None
     email_tracking_enabled: StrictBool | None = None
     email_custom_tracking_domain: TrackingDomain | None = None
+    email_reconcile_interval_hours: ReconcileHours | None = None

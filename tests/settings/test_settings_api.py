@@ -15,11 +15,13 @@ DEFAULTS = {
     "email_sync_interval_minutes": 15,
     "email_tracking_enabled": True,
     "email_custom_tracking_domain": None,
+    "email_reconcile_interval_hours": 24,
 }
 BOUNDS = {
     "email_sync_history_days": (7, 90),
     "email_body_size_limit_kb": (100, 2000),
     "email_sync_interval_minutes": (5, 60),
+    "email_reconcile_interval_hours": (1, 168),
 }
 
 
