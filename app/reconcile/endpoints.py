@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from app.accounts import service as accounts_service
 from app.auth.deps import CallerDep
 from app.errors import Conflict, Forbidden
-from app.reconcile.service import enqueue_reconcile
+from app.reconcile.queue import enqueue_reconcile
 from app.sync.schemas import ReconcileRequested
 
 reconcile_router = APIRouter(prefix="/v1/accounts", tags=["sync"])

@@ -13,7 +13,8 @@ from app.jobs.queue import QUEUE_MAINTENANCE, QUEUE_SYNC
 from app.jobs.runtime import RUNTIME
 from app.logs import job_id_var
 from app.reconcile import repository
-from app.reconcile.service import enqueue_reconcile, run_reconcile
+from app.reconcile.queue import enqueue_reconcile
+from app.reconcile.service import run_reconcile
 
 logger = logging.getLogger(__name__)
 

@@ -63,17 +63,22 @@ async def accounts_due(session: AsyncSession, limit: int) -> list[DueAccount]:
     return [DueAccount(*row) for row in rows]
 
 
-async def hasten_waiting_reconcile(session: AsyncSession, account_id: UUID, priority: int) -> None:
-    """A reconciliation waiting for the account runs at least at `priority`: it holds the
-    account's lock ahead of the sync queued after it, and that sync (new mail) must not
-    wait for every other job of higher priority than a reconciliation."""
-    await session.execute(
-        text(
-            "UPDATE procrastinate_jobs SET priority = GREATEST(priority, :p) "
-            "WHERE queueing_lock = :lock AND status = 'todo' AND priority < :p"
-        ),
-        {"p": priority, "lock": f"reconcile:{account_id}"},
-    )
+class WaitingJob(NamedTuple):
+    scheduled_at: datetime | None
+
+
+async def take_waiting_job(session: AsyncSession, queueing_lock: str) -> WaitingJob | None:
+    """Remove the job waiting (not yet running) under `queueing_lock`, if any."""
+    row = (
+        await session.execute(
+            text(
+                "DELETE FROM procrastinate_jobs WHERE queueing_lock = :lock AND status = 'todo' "
+                "RETURNING scheduled_at"
+            ),
+            {"lock": queueing_lock},
+        )
+    ).first()
+    return None if row is None else WaitingJob(row[0])
 
 
 async def purged_provider_ids(session: AsyncSession, account_id: UUID, since: datetime) -> set[str]:

@@ -18,17 +18,15 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from app.accounts import repository as accounts_repository
 from app.context import ServiceContext
 from app.db.rls import org_transaction
-from app.jobs.queue import enqueue
 from app.observability.metrics import RECONCILE_MISSING, RECONCILE_STALE
 from app.providers.base import Folder, MessageRef
 from app.providers.errors import ProviderError
 from app.providers.failures import Outcome, mailbox_action
 from app.reconcile import repository
+from app.reconcile.queue import enqueue_reconcile
 from app.reconcile.repository import ReconcileOutcome
 from app.settings.service import get_module_settings
 from app.sync.cursors import FOLDERS
@@ -36,31 +34,7 @@ from app.sync.pipeline import SyncRun
 
 logger = logging.getLogger(__name__)
 
-RECONCILE_TASK = "ce:reconcile_account"
-# Below polling (0) and push-triggered syncs (10) on the sync queue; sends have their own
-# queue. A reconciliation waits for new mail and sends, never the other way round.
-RECONCILE_PRIORITY = -10
 INACTIVE = ("reauth_required", "disconnected")
-
-
-async def enqueue_reconcile(
-    session: AsyncSession,
-    org_id: UUID,
-    account_id: UUID,
-    *,
-    scheduled_at: datetime | None = None,
-) -> int | None:
-    """Queue a reconciliation of the account in the caller's transaction; None when one
-    is already waiting (coalesced). It holds the account's sync lock while it runs."""
-    return await enqueue(
-        session,
-        RECONCILE_TASK,
-        {"org_id": str(org_id), "account_id": str(account_id)},
-        lock=f"sync:{account_id}",
-        queueing_lock=f"reconcile:{account_id}",
-        priority=RECONCILE_PRIORITY,
-        scheduled_at=scheduled_at,
-    )
 
 
 async def _id_pages(

@@ -24,7 +24,7 @@ from app.observability.metrics import MESSAGES_SYNCED
 from app.providers.base import PushFormat, PushNotice, SyncCursor
 from app.providers.errors import AuthRevoked, ProviderError
 from app.providers.failures import MailboxAction, Outcome, mailbox_action
-from app.reconcile import repository as reconcile_repository
+from app.reconcile.queue import requeue_behind_new_mail
 from app.settings.service import get_module_settings
 from app.sync import repository
 from app.sync.cursors import sync_scopes
@@ -64,8 +64,8 @@ async def enqueue_sync(
         # mail (a push, a manual request) should not wait out its whole backoff: bring it
         # to within a few seconds, at the higher priority.
         await repository.hasten_waiting_sync(session, f"sync:{account_id}", priority)
-    if priority > 0:
-        await reconcile_repository.hasten_waiting_reconcile(session, account_id, priority)
+    if priority > 0:  # new mail: a waiting reconciliation goes behind it
+        await requeue_behind_new_mail(session, org_id, account_id)
     await repository.mark_queued(session, account_id)
     return job_id
 

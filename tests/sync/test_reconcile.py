@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.jobs.runtime import RUNTIME
 from app.jobs.worker import run_worker
 from app.reconcile.jobs import reconcile_due_accounts
-from app.reconcile.service import RECONCILE_PRIORITY
+from app.reconcile.queue import RECONCILE_PRIORITY
 from tests.accounts.helpers import connect
 from tests.conftest import Org, sandbox_of
 from tests.sync.helpers import sandbox_messages, seed_many, stored_messages
@@ -207,12 +207,32 @@ async def test_reconcile_endpoint_coalesces_runs_on_the_account_lock_and_needs_o
     other: Org = await make_org("Reconcile other")
     assert (await client.post(path, headers=other.headers())).status_code == 404
 
-    # new mail for the account raises the waiting reconciliation, which holds the
-    # account's lock ahead of the new sync, to the new mail's priority
+    # new mail for the account: the waiting reconciliation, which holds the account's
+    # lock, goes behind the new mail's sync (jobs under one lock run in queueing order)
+    async with owner_engine.begin() as conn:  # a poll queued after the reconciliation
+        await conn.execute(
+            text(
+                "DELETE FROM procrastinate_jobs WHERE args->>'account_id' = :a "
+                "AND task_name = 'ce:sync_account'"
+            ),
+            {"a": account["id"]},
+        )
     r = await client.post(f"/v1/accounts/{account['id']}/sync", headers=org.headers())
     assert r.status_code == 202
-    [(_, _, priority, _, _)] = await _reconcile_jobs(owner_engine, account["id"])
-    assert priority > 0
+    async with owner_engine.connect() as conn:
+        order = (
+            await conn.execute(
+                text(
+                    "SELECT task_name, priority FROM procrastinate_jobs "
+                    "WHERE lock = :lock AND status = 'todo' ORDER BY id"
+                ),
+                {"lock": lock},
+            )
+        ).all()
+    assert [tuple(row) for row in order] == [
+        ("ce:sync_account", 10),
+        ("ce:reconcile_account", RECONCILE_PRIORITY),
+    ]
     await _drain(app, owner_engine)
     assert await _reconcile_jobs(owner_engine, account["id"]) == []
     status = (await client.get(f"/v1/accounts/{account['id']}/sync", headers=org.headers())).json()
