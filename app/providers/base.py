@@ -264,6 +264,12 @@ class MailProvider(Protocol):
         no cursor, and nothing the feed may have lost is missing from it."""
         ...
 
+    async def still_in_mailbox(self, ids: Sequence[str]) -> set[str]:
+        """Of stored messages that `list_message_ids` no longer names in the window, those
+        that a sync would still keep (left Inbox/Sent without leaving the mailbox as the
+        change feed sees it, e.g. archived in Gmail). Reconciliation removes the rest."""
+        ...
+
     async def list_changes(
         self, cursor: str, page_token: str | None = None, folder: Folder | None = None
     ) -> ChangePage:

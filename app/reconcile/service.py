@@ -5,9 +5,11 @@ reconciliation does not trust either. It lists Inbox and Sent in the window with
 provider's cheapest id listing (`MailProvider.list_message_ids`), fetches and stores what
 we lack through the sync's own pipeline (`SyncRun.ingest`: the same parsing, matching,
 links, activities and events as synced mail, and the same drivers with their quota
-pacing), and removes what we hold in the window that the provider no longer has. It runs
-as a job under the account's sync lock, so never beside a sync of the same account, and
-leaves the cursor alone. Mail that retention purged is never imported again
+pacing), and removes what we hold in the window that the provider no longer has: what
+the listing no longer names, unless the driver says it is still in the mailbox as a sync
+sees it (`MailProvider.still_in_mailbox`: Gmail's archived mail). It runs as a job under
+the account's sync lock, so never beside a sync of the same account, and leaves the
+cursor alone. Mail that retention purged is never imported again
 (`repository.purged_provider_ids`).
 """
 
@@ -72,8 +74,9 @@ async def run_reconcile(
     try:
         for folder in FOLDERS:
             await run.ingest(_id_pages(run, folder, purged), f"reconcile:{folder}", folder)
-        stale = sorted(await run.held_in_window(folders=None) - run.seen)
-        await run.remove(stale)
+        unlisted = sorted(await run.held_in_window(folders=None) - run.seen)
+        kept = await run.provider.still_in_mailbox(unlisted) if unlisted else set()
+        await run.remove([provider_id for provider_id in unlisted if provider_id not in kept])
     except ProviderError as exc:
         action = mailbox_action(exc)
         if action.outcome is Outcome.RETRY:

@@ -7,6 +7,7 @@ the periodic driver, the metrics."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -21,7 +22,7 @@ from app.reconcile.jobs import reconcile_due_accounts
 from app.reconcile.queue import RECONCILE_PRIORITY
 from tests.accounts.helpers import connect
 from tests.conftest import Org, sandbox_of
-from tests.sync.helpers import sandbox_messages, seed_many, stored_messages
+from tests.sync.helpers import make_raw, sandbox_messages, seed, seed_many, stored_messages
 
 pytestmark = pytest.mark.asyncio
 
@@ -282,3 +283,32 @@ async def test_periodic_driver_queues_the_accounts_past_their_orgs_interval(
     assert await _reconcile_jobs(owner_engine, never["id"]) == []
     await reconcile_due_accounts(0)  # coalesces
     assert len(await _reconcile_jobs(owner_engine, due["id"])) == 1
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+async def test_id_listing_names_the_window_and_the_driver_says_what_is_still_there(
+    client: httpx.AsyncClient, app: FastAPI, make_org: Any, provider: str
+) -> None:
+    org: Org = await make_org(f"Id listing {provider}")
+    mailbox = f"ids-{uuid.uuid4().hex[:8]}@clinic-{provider}.test"
+    inbox = await seed_many(client, provider, mailbox, 3)
+    sent = await seed_many(client, provider, mailbox, 2, folder="sent")
+    old = make_raw("old@hospital.org", mailbox, "Too old")
+    await seed(client, provider, mailbox, old, received_at=datetime.now(UTC) - timedelta(days=45))
+    account = await connect(client, provider, org.headers(), login_hint=mailbox)
+    driver = app.state.ctx.account_provider(provider, org.id, uuid.UUID(account["id"]))
+    since = datetime.now(UTC) - timedelta(days=30)
+    listed = {
+        folder: [ref async for page in driver.list_message_ids(folder, since) for ref in page]
+        for folder in ("inbox", "sent")
+    }
+    assert sorted(r.id for r in listed["inbox"]) == sorted(inbox)
+    assert sorted(r.id for r in listed["sent"]) == sorted(sent)
+    assert all(r.folder == "inbox" for r in listed["inbox"])
+
+    r = await client.delete(f"/_sandbox/{provider}/mailboxes/{mailbox}/messages/{inbox[0]}")
+    assert r.status_code in (200, 204)
+    kept = await driver.still_in_mailbox([inbox[0], inbox[1]])
+    # Gmail: a message not listed in Inbox/Sent may still be in the mailbox (archived);
+    # Graph: not listed in the folder means gone from it, as delta says
+    assert kept == ({inbox[1]} if provider == "gmail" else set())

@@ -158,6 +158,26 @@ class GmailProvider:
             if not token:
                 return
 
+    async def still_in_mailbox(self, ids: Sequence[str]) -> set[str]:
+        """Archiving only takes the INBOX label off, and history (messageAdded/Deleted)
+        never removes archived mail from our store: so a message still exists here unless
+        it 404s or sits in TRASH or SPAM. One `messages.get` (minimal, 5 units) each."""
+        kept: set[str] = set()
+        for message_id in dict.fromkeys(ids):
+            await self.quota.spend(UNITS["get"])
+            try:
+                data = await self.http.json(
+                    "GET",
+                    f"{self._users}/messages/{quote(message_id, safe='')}",
+                    template="GET /messages/{id} (minimal)",
+                    params={"format": "minimal"},
+                )
+            except NotFound:
+                continue
+            if not {"TRASH", "SPAM"} & set(data.get("labelIds") or []):
+                kept.add(message_id)
+        return kept
+
     async def _list_page(
         self, folder: Folder, since: datetime, gmail_token: str | None
     ) -> tuple[list[MessageRef], str | None]:

@@ -180,6 +180,12 @@ class GraphProvider:
             next_link = data.get("@odata.nextLink")
             url = self._link(str(next_link)) if next_link else None
 
+    async def still_in_mailbox(self, ids: Sequence[str]) -> set[str]:
+        """A message moved out of Inbox or Sent leaves the folder's delta (`@removed`), so
+        a sync removes it: what the window listing no longer names is gone here too."""
+        del ids
+        return set()
+
     async def list_changes(
         self, cursor: str, page_token: str | None = None, folder: Folder | None = None
     ) -> ChangePage:
