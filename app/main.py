@@ -32,6 +32,7 @@ from app.messages.endpoints import router as email_router
 from app.observability.endpoints import router as metrics_router
 from app.observability.metrics import install as install_metrics
 from app.openapi import install_openapi
+from app.reconcile.endpoints import reconcile_router
 from app.sandbox_mount import mount_sandbox
 from app.send.endpoints import router as send_router
 from app.settings.endpoints import router as settings_router
@@ -173,6 +174,7 @@ def create_app(
     app.include_router(oauth_router)
     app.include_router(accounts_router)
     app.include_router(sync_router)
+    app.include_router(reconcile_router)
     app.include_router(webhooks_router)
     app.include_router(email_router)
     app.include_router(audit_router)

@@ -9,6 +9,13 @@ equal the sandbox (counts per folder), nothing duplicated, no deadlock, and the 
 provider-limit counters (Gmail units per user per minute, Graph concurrent requests per
 mailbox) must show zero violations.
 
+With `--reconcile`, every mailbox also gets a reconciliation (`POST .../reconcile`) as soon
+as its first sync is done, while the other backfills and the new mail go on: the run ends
+once every mailbox is verified, and the same checks (nothing missing or duplicated, zero
+provider-limit violations) cover the reconciliations too. `seconds` and `messages_per_s`
+still measure the syncs (until every mailbox is synced and the new mail is visible);
+`reconcile_seconds` is until the last mailbox is verified.
+
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/ce_load .venv/bin/python \\
         bench/load_many_mailboxes.py --mailboxes 200 --messages 200 --workers 2
 
@@ -203,6 +210,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             new_mail_seen_at = None
             still_backfilling_when_seen = None
             new_mail_sent_at = 0.0
+            reconcile_requested: set[str] = set()
+            verified: set[str] = set()
+            synced_at: float | None = None
+            admin = {"Authorization": f"Bearer {token}"}
             while True:
                 async with owner.connect() as conn:
                     done = set(
@@ -229,6 +240,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         if seen == len(new_mail):
                             new_mail_seen_at = time.perf_counter()
                             still_backfilling_when_seen = len(accounts) - len(done)
+                    if args.reconcile:
+                        verified = set(
+                            (
+                                await conn.execute(
+                                    text(
+                                        "SELECT id::text FROM ce_email_accounts WHERE org_id = :o "
+                                        "AND reconcile_verified_at IS NOT NULL"
+                                    ),
+                                    {"o": org["org_id"]},
+                                )
+                            ).scalars()
+                        )
+                for account_id in sorted(done - reconcile_requested) if args.reconcile else ():
+                    r = await http.post(f"{api}/v1/accounts/{account_id}/reconcile", headers=admin)
+                    r.raise_for_status()
+                    reconcile_requested.add(account_id)
                 if not new_mail and len(done) >= max(2, len(accounts) // 4):
                     for account_id in sorted(done)[:10]:
                         provider, box = accounts[account_id]
@@ -242,17 +269,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         r.raise_for_status()
                         new_mail[account_id] = box
                     new_mail_sent_at = time.perf_counter()
-                if len(done) == len(accounts) and (new_mail_seen_at or not new_mail):
+                if synced_at is None and len(done) == len(accounts):
+                    if new_mail_seen_at or not new_mail:
+                        synced_at = time.perf_counter()
+                if synced_at is not None and (not args.reconcile or len(verified) == len(accounts)):
                     break
                 print(
                     f"  {time.perf_counter() - started:6.1f}s synced {len(done)}/{len(accounts)}"
-                    f" new mail seen: {new_mail_seen_at is not None}",
+                    f" new mail seen: {new_mail_seen_at is not None}"
+                    f" verified: {len(verified)}",
                     file=sys.stderr,
                 )
                 if time.perf_counter() - started > args.timeout:
                     raise SystemExit(f"timed out: {len(done)}/{len(accounts)} synced")
                 await asyncio.sleep(0.5)
-            elapsed = time.perf_counter() - started
+            reconcile_elapsed = time.perf_counter() - started
+            assert synced_at is not None
+            elapsed = synced_at - started
 
             missing = duplicated = 0
             async with owner.connect() as conn:
@@ -277,6 +310,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         {"o": org["org_id"]},
                     )
                 ).scalar_one()
+                completeness = (
+                    await conn.execute(
+                        text(
+                            "SELECT count(reconcile_verified_at), "
+                            "COALESCE(sum(reconcile_missing_fetched), 0), "
+                            "COALESCE(sum(reconcile_stale_removed), 0) "
+                            "FROM ce_email_accounts WHERE org_id = :o"
+                        ),
+                        {"o": org["org_id"]},
+                    )
+                ).one()
                 deadlocks = (
                     await conn.execute(
                         text(
@@ -311,6 +355,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if new_mail
             else None,
             "mailboxes_still_backfilling_when_new_mail_visible": still_backfilling_when_seen,
+            **(
+                {
+                    "reconciled_mailboxes": int(completeness[0]),
+                    "reconcile_missing_fetched": int(completeness[1]),
+                    "reconcile_stale_removed": int(completeness[2]),
+                    "reconcile_seconds": round(reconcile_elapsed, 1),
+                }
+                if args.reconcile
+                else {}
+            ),
         }
     finally:
         for proc in procs:
@@ -329,6 +383,11 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=1200)
+    parser.add_argument(
+        "--reconcile",
+        action="store_true",
+        help="reconcile every mailbox once its first sync is done; wait until all are verified",
+    )
     parser.add_argument("--log-dir", help="keep each process's JSON logs (INFO) here")
     args = parser.parse_args()
     global LOG_DIR

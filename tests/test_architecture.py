@@ -58,6 +58,10 @@ TRANSACTION_EDGES = {
         "the send job's body: each step (load, record sent, fail) is its own unit of work,"
         " never held across the provider call"
     ),
+    "app/reconcile/service.py": (
+        "run_reconcile, the reconciliation job's body: like run_sync, its steps are units"
+        " of work around the provider calls (the page writes are the sync pipeline's)"
+    ),
     "app/sync/service.py": (
         "run_sync, the sync job's body: its start, outcome and retry steps are units of"
         " work around the provider calls (the page writes are the pipeline's)"

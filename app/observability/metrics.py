@@ -52,10 +52,29 @@ TRACKING_OPENS_DROPPED = Counter(
     "Opens dropped because the database stayed unreachable and the hold was full",
     registry=REGISTRY,
 )
+RECONCILE_MISSING = Counter(
+    "ce_email_reconcile_missing_total",
+    "Messages the provider had but the change feed never delivered, found and stored by "
+    "reconciliation",
+    ["provider"],
+    registry=REGISTRY,
+)
+RECONCILE_STALE = Counter(
+    "ce_email_reconcile_stale_removed_total",
+    "Stored messages the provider no longer had, removed by reconciliation",
+    ["provider"],
+    registry=REGISTRY,
+)
 SYNC_LAG = Gauge(
     "ce_email_sync_lag_seconds",
     "Seconds since the account last synced",
     ["account_id", "provider", "status"],
+    registry=REGISTRY,
+)
+RECONCILE_AGE = Gauge(
+    "ce_email_reconcile_age_seconds",
+    "Seconds since the mailbox was last verified complete by reconciliation",
+    ["account_id"],
     registry=REGISTRY,
 )
 QUEUE_DEPTH = Gauge(
@@ -107,12 +126,15 @@ async def render(session: AsyncSession) -> bytes:
     queue = await repository.queue_depth(session)
     emails = await repository.email_counts(session)
     events = await repository.tracking_counts(session)
-    for gauge in (SYNC_LAG, QUEUE_DEPTH, EMAILS, TRACKING_EVENTS):
+    verified = await repository.reconcile_age(session)
+    for gauge in (SYNC_LAG, QUEUE_DEPTH, EMAILS, TRACKING_EVENTS, RECONCILE_AGE):
         gauge.clear()
     for account in lag:
         SYNC_LAG.labels(str(account.account_id), account.provider, account.status).set(
             account.lag_seconds
         )
+    for mailbox in verified:
+        RECONCILE_AGE.labels(str(mailbox.account_id)).set(mailbox.age_seconds)
     for jobs in queue:
         QUEUE_DEPTH.labels(jobs.queue_name, jobs.status).set(jobs.total)
     for emails_of in emails:

@@ -16,6 +16,11 @@ class SyncLag(NamedTuple):
     lag_seconds: float
 
 
+class ReconcileAge(NamedTuple):
+    account_id: UUID
+    age_seconds: float
+
+
 class QueueCount(NamedTuple):
     queue_name: str
     status: str
@@ -56,3 +61,9 @@ async def email_counts(session: AsyncSession) -> list[EmailCount]:
 async def tracking_counts(session: AsyncSession) -> list[TrackingCount]:
     rows = await session.execute(text("SELECT * FROM ce_metrics_tracking_counts()"))
     return [TrackingCount(t, int(n)) for t, n in rows]
+
+
+async def reconcile_age(session: AsyncSession) -> list[ReconcileAge]:
+    """Seconds since each mailbox's last verification (sql/110; verified mailboxes only)."""
+    rows = await session.execute(text("SELECT * FROM ce_metrics_reconcile_age()"))
+    return [ReconcileAge(UUID(str(a)), float(age)) for a, age in rows]

@@ -6,7 +6,7 @@ service and the OAuth callback use these types and the typed errors in `errors.p
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -255,6 +255,19 @@ class MailProvider(Protocol):
         Gmail: the cursor is mailbox-wide; the `new_cursor` of the first folder listed is the
         one to keep. Graph: `new_cursor` is that folder's deltaLink.
         """
+        ...
+
+    def list_message_ids(self, folder: Folder, since: datetime) -> AsyncIterator[list[MessageRef]]:
+        """Every message of `folder` received since `since`, page by page, by the
+        provider's cheapest listing (ids, no content; Gmail `messages.list`, Graph
+        `$select`): what reconciliation compares with the stored ids. Not a change feed:
+        no cursor, and nothing the feed may have lost is missing from it."""
+        ...
+
+    async def still_in_mailbox(self, ids: Sequence[str]) -> set[str]:
+        """Of stored messages that `list_message_ids` no longer names in the window, those
+        that a sync would still keep (left Inbox/Sent without leaving the mailbox as the
+        change feed sees it, e.g. archived in Gmail). Reconciliation removes the rest."""
         ...
 
     async def list_changes(

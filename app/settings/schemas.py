@@ -37,6 +37,7 @@ BodyLimitKb = Annotated[StrictInt, _between(100, 2000), _range_schema(100, 2000)
 IntervalMinutes = Annotated[StrictInt, _between(5, 60), _range_schema(5, 60)]
 # Six years (HIPAA's record keeping, 45 CFR 164.316) to ten.
 AuditRetentionDays = Annotated[StrictInt, _between(2190, 3650), _range_schema(2190, 3650)]
+ReconcileHours = Annotated[StrictInt, _between(1, 168), _range_schema(1, 168)]
 TrackingDomain = Annotated[str, AfterValidator(_hostname), Field(max_length=253)]
 
 
@@ -50,6 +51,7 @@ class ModuleSettings(BaseModel):
     email_custom_tracking_domain: str | None = None
     email_audit_retention_days: int = Field(2190, ge=2190, le=3650)
     """Access-audit rows are kept this long (sealed blocks, oldest first)."""
+    email_reconcile_interval_hours: int = Field(24, ge=1, le=168)
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -61,6 +63,7 @@ class ModuleSettings(BaseModel):
                     "email_tracking_enabled": True,
                     "email_custom_tracking_domain": None,
                     "email_audit_retention_days": 2190,
+                    "email_reconcile_interval_hours": 24,
                 }
             ]
         }
@@ -81,3 +84,4 @@ class ModuleSettingsPatch(BaseModel):
     email_tracking_enabled: StrictBool | None = None
     email_custom_tracking_domain: TrackingDomain | None = None
     email_audit_retention_days: AuditRetentionDays | None = None
+    email_reconcile_interval_hours: ReconcileHours | None = None

@@ -21,10 +21,11 @@ from app.db.rls import org_transaction, system_transaction
 from app.errors import BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge
 from app.providers.base import InvalidPush, PushNotice
 from app.providers.registry import push_format
+from app.reconcile import repository as reconcile_repository
 from app.security.ratelimit import limited
 from app.sync import repository
 from app.sync.push import client_state_matches
-from app.sync.schemas import PushStatus, SyncRequested, SyncStatus
+from app.sync.schemas import Completeness, PushStatus, SyncRequested, SyncStatus
 from app.sync.service import PUSH_PRIORITY, accept_notice, enqueue_sync
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,9 @@ async def sync_status(account_id: UUID, caller: CallerDep, request: Request) -> 
     progress = await repository.sync_progress(caller.session, account_id)
     if progress is None:
         raise NotFound("No such account")
-    status = SyncStatus.model_validate(progress._asdict())
+    outcome = await reconcile_repository.last_outcome(caller.session, account_id)
+    completeness = Completeness.model_validate(outcome._asdict()) if outcome else Completeness()
+    status = SyncStatus.model_validate({**progress._asdict(), "completeness": completeness})
     push = await repository.push_status(
         caller.session, account_id, _ctx(request).settings.poll_min_interval_seconds
     )

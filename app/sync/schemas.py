@@ -20,6 +20,15 @@ class PushStatus(BaseModel):
     poll_interval_seconds: int = Field(
         examples=[900], description="how often the mailbox is polled now"
     )
+class Completeness(BaseModel):
+    """The last reconciliation: the provider's ids in the sync window against ours. Every
+    field is null until the first one; `verified_at` is when its listing began."""
+
+    verified_at: datetime | None = None
+    provider_count: int | None = Field(None, examples=[1530])
+    stored_count: int | None = Field(None, examples=[1530])
+    missing_fetched: int | None = Field(None, examples=[3])
+    stale_removed: int | None = Field(None, examples=[1])
 
 
 class SyncStatus(BaseModel):
@@ -34,8 +43,14 @@ class SyncStatus(BaseModel):
     last_synced_at: datetime | None = None
     last_error: str | None = None
     push: PushStatus | None = None
+    completeness: Completeness = Field(default_factory=Completeness)
 
 
 class SyncRequested(BaseModel):
     state: Literal["queued"] = "queued"
     coalesced: bool = Field(description="true when a sync was already waiting")
+
+
+class ReconcileRequested(BaseModel):
+    state: Literal["queued"] = "queued"
+    coalesced: bool = Field(description="true when a reconciliation was already waiting")

@@ -24,6 +24,7 @@ from app.observability.metrics import MESSAGES_SYNCED, PUSH_REARMED
 from app.providers.base import MailProvider, PushFormat, PushNotice, SyncCursor
 from app.providers.errors import AuthRevoked, ProviderError
 from app.providers.failures import MailboxAction, Outcome, mailbox_action
+from app.reconcile.queue import requeue_behind_new_mail
 from app.settings.service import get_module_settings
 from app.sync import repository
 from app.sync.cursors import sync_scopes
@@ -63,6 +64,8 @@ async def enqueue_sync(
         # mail (a push, a manual request) should not wait out its whole backoff: bring it
         # to within a few seconds, at the higher priority.
         await repository.hasten_waiting_sync(session, f"sync:{account_id}", priority)
+    if priority > 0:  # new mail: a waiting reconciliation goes behind it
+        await requeue_behind_new_mail(session, org_id, account_id)
     await repository.mark_queued(session, account_id)
     return job_id
 

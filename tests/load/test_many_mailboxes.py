@@ -1,6 +1,8 @@
 """200 sandbox mailboxes (mixed providers, 200 messages each) synced by 2 worker processes:
 all complete, nothing missing or duplicated, no deadlock, no provider-limit violation, and
-mail arriving during the backfill is in the timeline before the backfill ends.
+mail arriving during the backfill is in the timeline before the backfill ends; every
+mailbox is also reconciled once its first sync is done (LOAD_RECONCILE=0 leaves that out)
+and verified complete, within the same provider limits.
 (bench/load_many_mailboxes.py; sizes can be lowered with LOAD_MAILBOXES/LOAD_MESSAGES.)"""
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_many_mailboxes_two_workers(test_settings: Settings) -> None:
     mailboxes = os.environ.get("LOAD_MAILBOXES", "200")
     messages = os.environ.get("LOAD_MESSAGES", "200")
+    reconcile = os.environ.get("LOAD_RECONCILE", "1") != "0"
     result = subprocess.run(
         [
             sys.executable,
@@ -31,6 +34,7 @@ def test_many_mailboxes_two_workers(test_settings: Settings) -> None:
             "2",
             "--timeout",
             "600",
+            *(["--reconcile"] if reconcile else []),
         ],
         cwd=ROOT,
         env={**os.environ, "DATABASE_URL": str(test_settings.database_url)},
@@ -49,3 +53,5 @@ def test_many_mailboxes_two_workers(test_settings: Settings) -> None:
     assert figures["deadlocks"] == 0
     assert figures["provider_limit_violations"] == 0
     assert figures["mailboxes_still_backfilling_when_new_mail_visible"] > 0
+    if reconcile:
+        assert figures["reconciled_mailboxes"] == int(mailboxes)

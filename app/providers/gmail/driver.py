@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
@@ -139,6 +139,49 @@ class GmailProvider:
         else:
             start_history = (await self.get_profile()).cursor_hint or ""
             gmail_token = ""
+        refs, next_token = await self._list_page(folder, since, gmail_token or None)
+        return ChangePage(
+            added=refs,
+            deleted=[],
+            next_page_token=f"{start_history}|{next_token}" if next_token else None,
+            new_cursor=None if next_token else (start_history or None),
+        )
+
+    async def list_message_ids(
+        self, folder: Folder, since: datetime
+    ) -> AsyncIterator[list[MessageRef]]:
+        """`messages.list` pages (ids and thread ids only, 5 units a page of 500)."""
+        token: str | None = None
+        while True:
+            refs, token = await self._list_page(folder, since, token)
+            yield refs
+            if not token:
+                return
+
+    async def still_in_mailbox(self, ids: Sequence[str]) -> set[str]:
+        """Archiving only takes the INBOX label off, and history (messageAdded/Deleted)
+        never removes archived mail from our store: so a message still exists here unless
+        it 404s or sits in TRASH or SPAM. One `messages.get` (minimal, 5 units) each."""
+        kept: set[str] = set()
+        for message_id in dict.fromkeys(ids):
+            await self.quota.spend(UNITS["get"])
+            try:
+                data = await self.http.json(
+                    "GET",
+                    f"{self._users}/messages/{quote(message_id, safe='')}",
+                    template="GET /messages/{id} (minimal)",
+                    params={"format": "minimal"},
+                )
+            except NotFound:
+                continue
+            if not {"TRASH", "SPAM"} & set(data.get("labelIds") or []):
+                kept.add(message_id)
+        return kept
+
+    async def _list_page(
+        self, folder: Folder, since: datetime, gmail_token: str | None
+    ) -> tuple[list[MessageRef], str | None]:
+        """One `messages.list` page of the folder in the window, and the next page token."""
         label = "sent" if folder == "sent" else "inbox"
         params: dict[str, str | int] = {
             "q": f"after:{int(since.timestamp())} in:{label}",
@@ -157,12 +200,7 @@ class GmailProvider:
                     id=str(item["id"]), thread_id=item.get("threadId"), folder=folder
                 )
         next_token = data.get("nextPageToken")
-        return ChangePage(
-            added=list(refs.values()),
-            deleted=[],
-            next_page_token=f"{start_history}|{next_token}" if next_token else None,
-            new_cursor=None if next_token else (start_history or None),
-        )
+        return list(refs.values()), str(next_token) if next_token else None
 
     async def list_changes(
         self, cursor: str, page_token: str | None = None, folder: Folder | None = None

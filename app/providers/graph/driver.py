@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote, urlencode, urlsplit
@@ -43,6 +43,7 @@ from app.providers.rfc822 import date_of, message_id_of
 PROVIDER: ProviderName = "outlook"
 IMMUTABLE_IDS = 'IdType="ImmutableId"'
 DELTA_PAGE_SIZE = 1000
+ID_LIST_PAGE_SIZE = 1000  # Graph's largest $top for messages
 WELL_KNOWN_FOLDERS: dict[Folder, str] = {"inbox": "inbox", "sent": "sentitems"}
 # Graph requests are at most 4 MB: the draft JSON (body and the small attachments that fit)
 # stays under this; the rest are added afterwards.
@@ -146,6 +147,44 @@ class GraphProvider:
                 f"{_query(params)}"
             )
         return await self._delta_page(url, folder)
+
+    async def list_message_ids(
+        self, folder: Folder, since: datetime
+    ) -> AsyncIterator[list[MessageRef]]:
+        """The folder's plain message listing in the window, `$top` 1000 a page. Besides
+        the id it selects the conversation and received time: the same request costs the
+        same, and the `$value` fetch of a missing message cannot tell either."""
+        params = {
+            "$select": "id,conversationId,receivedDateTime",
+            "$filter": f"receivedDateTime ge {_iso(since)}",
+            "$top": str(ID_LIST_PAGE_SIZE),
+        }
+        template = f"GET /me/mailFolders/{WELL_KNOWN_FOLDERS[folder]}/messages"
+        url: str | None = (
+            f"{self._base}/me/mailFolders/{WELL_KNOWN_FOLDERS[folder]}/messages?{_query(params)}"
+        )
+        while url:
+            data = await self.http.json(
+                "GET", url, template=template, headers={"Prefer": IMMUTABLE_IDS}
+            )
+            refs: dict[str, MessageRef] = {}
+            for item in data.get("value") or []:
+                if isinstance(item, dict) and item.get("id"):
+                    refs[str(item["id"])] = MessageRef(
+                        id=str(item["id"]),
+                        thread_id=item.get("conversationId"),
+                        folder=folder,
+                        received_at=_parse_iso(item.get("receivedDateTime")),
+                    )
+            yield list(refs.values())
+            next_link = data.get("@odata.nextLink")
+            url = self._link(str(next_link)) if next_link else None
+
+    async def still_in_mailbox(self, ids: Sequence[str]) -> set[str]:
+        """A message moved out of Inbox or Sent leaves the folder's delta (`@removed`), so
+        a sync removes it: what the window listing no longer names is gone here too."""
+        del ids
+        return set()
 
     async def list_changes(
         self, cursor: str, page_token: str | None = None, folder: Folder | None = None

@@ -1,0 +1,1 @@
+"""Reconciliation: prove a mailbox complete by comparing the provider's ids with ours."""
