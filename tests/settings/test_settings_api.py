@@ -16,12 +16,14 @@ DEFAULTS = {
     "email_tracking_enabled": True,
     "email_custom_tracking_domain": None,
     "email_audit_retention_days": 2190,
+    "email_retention_days": None,
 }
 BOUNDS = {
     "email_sync_history_days": (7, 90),
     "email_body_size_limit_kb": (100, 2000),
     "email_sync_interval_minutes": (5, 60),
     "email_audit_retention_days": (2190, 3650),
+    "email_retention_days": (30, 3650),
 }
 
 
