@@ -12,6 +12,7 @@ from app.accounts.jobs import blueprint as accounts_blueprint
 from app.audit.jobs import blueprint as audit_blueprint
 from app.config import Settings
 from app.db.urls import app_url, libpq_url
+from app.retention.jobs import blueprint as retention_blueprint
 from app.send.jobs import blueprint as send_blueprint
 from app.sync.jobs import blueprint as sync_blueprint
 
@@ -37,7 +38,13 @@ def job_app_with_tasks(settings: Settings) -> procrastinate.App:
     key = libpq_url(app_url(settings, "psycopg"))
     if key not in _JOB_APPS:
         app = create_job_app(settings)
-        for blueprint in (sync_blueprint, send_blueprint, accounts_blueprint, audit_blueprint):
+        for blueprint in (
+            sync_blueprint,
+            send_blueprint,
+            accounts_blueprint,
+            audit_blueprint,
+            retention_blueprint,
+        ):
             app.add_tasks_from(blueprint, namespace=TASK_NAMESPACE)
         _JOB_APPS[key] = app
     return _JOB_APPS[key]
