@@ -25,6 +25,7 @@ from app.accounts.schemas import Account
 from app.auth.deps import Caller
 from app.auth.repository import membership_role
 from app.context import ServiceContext
+from app.db.rls import acting_for_the_service
 from app.errors import BadRequest, Forbidden, NotFound
 from app.providers.base import MailboxProfile, PushChannel, TokenSet
 from app.providers.errors import ProviderError
@@ -302,7 +303,9 @@ async def disconnect_account(
     await ctx.vault.delete_all(caller.session, account_id)
     storage_keys: list[str] = []
     if purge:
-        purged = await purge_mailbox(caller.session, caller.org_id, account_id)
+        # the caller is the owner or an admin; the purge must see every row of the mailbox
+        async with acting_for_the_service(caller.session, caller.org_id, caller.user_id):
+            purged = await purge_mailbox(caller.session, caller.org_id, account_id)
         storage_keys = purged.storage_keys
         await repository.delete_account(caller.session, account_id)
     else:

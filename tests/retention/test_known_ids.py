@@ -55,3 +55,18 @@ async def test_purged_ids_are_known_to_the_sync_of_their_account_only(
         )
     assert "Index" in plan, plan
     assert "Seq Scan on ce_email_purged_ids" not in plan, plan
+
+
+async def test_a_purge_ordered_by_a_user_runs_in_the_service_context_then_gives_it_back(
+    app_engine: AsyncEngine, org_a: Org
+) -> None:
+    from app.db.rls import acting_for_the_service
+
+    user = uuid.UUID(org_a["admin"]["user_id"])
+    setting = text(
+        "SELECT current_setting('app.user_id', true), current_setting('app.org_id', true)"
+    )
+    async with org_transaction(app_engine, org_a.id, user) as s:
+        async with acting_for_the_service(s, org_a.id, user):
+            assert tuple((await s.execute(setting)).one()) == ("", str(org_a.id))
+        assert tuple((await s.execute(setting)).one()) == (str(user), str(org_a.id))
