@@ -26,6 +26,8 @@ dev = typer.Typer(help="Development fixtures (refused when CE_ENV=production)")
 cli.add_typer(dev, name="dev")
 audit = typer.Typer(help="The access audit's hash chain: seal and verify")
 cli.add_typer(audit, name="audit")
+retention = typer.Typer(help="Email retention: purge mail past email_retention_days")
+cli.add_typer(retention, name="retention")
 
 
 def _settings() -> Settings:
@@ -321,6 +323,27 @@ def audit_verify(
     )
     if broken:
         raise typer.Exit(code=1)
+
+
+@retention.command("run")
+def retention_run(
+    org: Annotated[UUID | None, typer.Option(help="only this org (default: every org)")] = None,
+) -> None:
+    """Purge mail past each org's email_retention_days now (what the daily job does), one
+    receipt per account; prints a JSON summary."""
+    from app.retention.jobs import run_retention
+
+    settings = _settings()
+    report = _run_as_app(lambda engine: run_retention(engine, settings, org_id=org))
+    _emit(
+        {
+            "orgs": report.orgs,
+            "accounts": report.accounts,
+            "receipts": [str(r) for r in report.receipts],
+            "counts": report.counts.as_dict(),
+            "files_removed": report.files_removed,
+        }
+    )
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ from app.observability.endpoints import router as metrics_router
 from app.observability.metrics import install as install_metrics
 from app.openapi import install_openapi
 from app.reconcile.endpoints import reconcile_router
+from app.retention.endpoints import router as retention_router
 from app.sandbox_mount import mount_sandbox
 from app.send.endpoints import router as send_router
 from app.settings.endpoints import router as settings_router
@@ -178,6 +179,7 @@ def create_app(
     app.include_router(webhooks_router)
     app.include_router(email_router)
     app.include_router(audit_router)
+    app.include_router(retention_router)
     app.include_router(send_router)
     app.include_router(tracking_router)
 

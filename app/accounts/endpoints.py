@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from app.accounts import service
@@ -12,6 +12,8 @@ from app.auth.deps import CallerDep
 from app.context import ServiceContext
 from app.db.rls import org_transaction
 from app.errors import Unauthorized
+from app.platform.documents import document_storage
+from app.retention.service import remove_files
 from app.security.ratelimit import limited
 
 ProviderPath = Literal["gmail", "outlook"]
@@ -124,6 +126,10 @@ async def delete_account(
     account_id: UUID,
     caller: CallerDep,
     purge: Annotated[bool, Query(description="true: delete the account's emails too")],
+    background: BackgroundTasks,
 ) -> Response:
-    await service.disconnect_account(_ctx(request), caller, account_id, purge=purge)
+    storage_keys = await service.disconnect_account(_ctx(request), caller, account_id, purge=purge)
+    # after the response, hence after the request's transaction committed: a rolled-back
+    # purge never loses a document's bytes
+    background.add_task(remove_files, document_storage(_ctx(request).settings), storage_keys)
     return Response(status_code=204)

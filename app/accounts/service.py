@@ -25,10 +25,12 @@ from app.accounts.schemas import Account
 from app.auth.deps import Caller
 from app.auth.repository import membership_role
 from app.context import ServiceContext
+from app.db.rls import acting_for_the_service
 from app.errors import BadRequest, Forbidden, NotFound
 from app.providers.base import MailboxProfile, PushChannel, TokenSet
 from app.providers.errors import ProviderError
 from app.providers.oauth import StaticTokenSource
+from app.retention.service import purge_mailbox
 
 logger = logging.getLogger(__name__)
 
@@ -263,10 +265,13 @@ async def set_visibility(caller: Caller, account_id: UUID, visibility: str) -> A
 
 async def disconnect_account(
     ctx: ServiceContext, caller: Caller, account_id: UUID, *, purge: bool
-) -> None:
+) -> list[str]:
     """Revoke at the provider, stop push, delete the secrets; then keep the account and its
-    emails (status disconnected) or purge both. Provider failures do not stop a disconnect:
-    our copy of the tokens is deleted either way."""
+    emails (status disconnected) or purge both, with a `disconnect` purge receipt. Provider
+    failures do not stop a disconnect: our copy of the tokens is deleted either way.
+
+    Returns the storage keys of the purged documents' files, for the caller to remove from
+    the document store once this transaction committed."""
     account = await _visible_account(caller, account_id, lock=True)
     _require_owner_or_admin(caller, account)
     provider_name = account.provider
@@ -296,7 +301,12 @@ async def disconnect_account(
                 extra={"account_id": str(account_id), "error_type": type(exc).__name__},
             )
     await ctx.vault.delete_all(caller.session, account_id)
+    storage_keys: list[str] = []
     if purge:
+        # the caller is the owner or an admin; the purge must see every row of the mailbox
+        async with acting_for_the_service(caller.session, caller.org_id, caller.user_id):
+            purged = await purge_mailbox(caller.session, caller.org_id, account_id)
+        storage_keys = purged.storage_keys
         await repository.delete_account(caller.session, account_id)
     else:
         await repository.mark_disconnected(caller.session, account_id)
@@ -304,3 +314,4 @@ async def disconnect_account(
         "mailbox disconnected",
         extra={"account_id": str(account_id), "status": "purged" if purge else "kept"},
     )
+    return storage_keys

@@ -26,6 +26,19 @@ async def set_org_context(session: AsyncSession, org_id: UUID, user_id: UUID | N
 
 
 @asynccontextmanager
+async def acting_for_the_service(
+    session: AsyncSession, org_id: UUID, user_id: UUID | None
+) -> AsyncIterator[None]:
+    """Within the caller's transaction, run the enclosed statements in the service's
+    context (the org, no user), then give the transaction back its user. For work the
+    caller was authorised to order on rows RLS may hide from that user: an admin who
+    disconnects and purges a private mailbox must delete all of it, not what they see."""
+    await set_org_context(session, org_id, None)
+    yield
+    await set_org_context(session, org_id, user_id)
+
+
+@asynccontextmanager
 async def org_transaction(
     engine: AsyncEngine, org_id: UUID, user_id: UUID | None = None
 ) -> AsyncIterator[AsyncSession]:

@@ -13,6 +13,7 @@ from app.audit.jobs import blueprint as audit_blueprint
 from app.config import Settings
 from app.db.urls import app_url, libpq_url
 from app.reconcile.jobs import blueprint as reconcile_blueprint
+from app.retention.jobs import blueprint as retention_blueprint
 from app.send.jobs import blueprint as send_blueprint
 from app.sync.jobs import blueprint as sync_blueprint
 
@@ -44,6 +45,7 @@ def job_app_with_tasks(settings: Settings) -> procrastinate.App:
             accounts_blueprint,
             audit_blueprint,
             reconcile_blueprint,
+            retention_blueprint,
         ):
             app.add_tasks_from(blueprint, namespace=TASK_NAMESPACE)
         _JOB_APPS[key] = app

@@ -82,12 +82,13 @@ async def take_waiting_job(session: AsyncSession, queueing_lock: str) -> Waiting
 
 
 async def purged_provider_ids(session: AsyncSession, account_id: UUID, since: datetime) -> set[str]:
-    """RETENTION HOOK: the provider ids of this account's mail received since `since`
-    that retention purged, so that reconciliation never imports them again.
-
-    There is no retention purge yet, hence no record of purged ids, and this returns
-    nothing. When `email_retention_days` purges mail it must record each purged
-    (account, provider id, received time), and this must read that record.
-    """
-    del session, account_id, since
-    return set()
+    """The provider ids of this account's mail since `since` that retention purged
+    (`ce_email_purged_ids`), so that reconciliation never imports them again."""
+    rows = await session.execute(
+        text(
+            "SELECT provider_message_id FROM ce_email_purged_ids "
+            "WHERE account_id = :a AND occurred_at >= :since"
+        ),
+        {"a": account_id, "since": since},
+    )
+    return set(rows.scalars())

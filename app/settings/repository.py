@@ -21,6 +21,7 @@ class StoredSettings:
     email_custom_tracking_domain: str | None = None
     email_audit_retention_days: int | None = None
     email_reconcile_interval_hours: int | None = None
+    email_retention_days: int | None = None
 
     def set_values(self) -> dict[str, Any]:
         return {name: value for name, value in asdict(self).items() if value is not None}

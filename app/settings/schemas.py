@@ -36,6 +36,8 @@ HistoryDays = Annotated[StrictInt, _between(7, 90), _range_schema(7, 90)]
 BodyLimitKb = Annotated[StrictInt, _between(100, 2000), _range_schema(100, 2000)]
 IntervalMinutes = Annotated[StrictInt, _between(5, 60), _range_schema(5, 60)]
 # Six years (HIPAA's record keeping, 45 CFR 164.316) to ten.
+# Null keeps mail; never shorter than the sync window (checked with both values, service).
+RetentionDays = Annotated[StrictInt, _between(30, 3650), _range_schema(30, 3650)]
 AuditRetentionDays = Annotated[StrictInt, _between(2190, 3650), _range_schema(2190, 3650)]
 ReconcileHours = Annotated[StrictInt, _between(1, 168), _range_schema(1, 168)]
 TrackingDomain = Annotated[str, AfterValidator(_hostname), Field(max_length=253)]
@@ -52,6 +54,8 @@ class ModuleSettings(BaseModel):
     email_audit_retention_days: int = Field(2190, ge=2190, le=3650)
     """Access-audit rows are kept this long (sealed blocks, oldest first)."""
     email_reconcile_interval_hours: int = Field(24, ge=1, le=168)
+    email_retention_days: int | None = Field(None, ge=30, le=3650)
+    """Mail older than this many days is purged daily (null: kept)."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -64,6 +68,7 @@ class ModuleSettings(BaseModel):
                     "email_custom_tracking_domain": None,
                     "email_audit_retention_days": 2190,
                     "email_reconcile_interval_hours": 24,
+                    "email_retention_days": None,
                 }
             ]
         }
@@ -85,3 +90,4 @@ class ModuleSettingsPatch(BaseModel):
     email_custom_tracking_domain: TrackingDomain | None = None
     email_audit_retention_days: AuditRetentionDays | None = None
     email_reconcile_interval_hours: ReconcileHours | None = None
+    email_retention_days: RetentionDays | None = None

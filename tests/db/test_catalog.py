@@ -64,6 +64,8 @@ async def test_every_org_table_has_forced_rls_and_a_policy_per_command(
                 "public.ce_email_tracking_events", "public.ce_oauth_states",
                 # which orgs have audit rows to seal or a chain to verify (sql/130)
                 "public.ce_email_access_audit", "public.ce_email_audit_blocks",
+                # the known-ids probe answers purged ids too (sql/140)
+                "public.ce_email_purged_ids",
             )
 
 

@@ -17,6 +17,7 @@ DEFAULTS = {
     "email_custom_tracking_domain": None,
     "email_audit_retention_days": 2190,
     "email_reconcile_interval_hours": 24,
+    "email_retention_days": None,
 }
 BOUNDS = {
     "email_sync_history_days": (7, 90),
@@ -24,6 +25,7 @@ BOUNDS = {
     "email_sync_interval_minutes": (5, 60),
     "email_audit_retention_days": (2190, 3650),
     "email_reconcile_interval_hours": (1, 168),
+    "email_retention_days": (30, 3650),
 }
 
 

@@ -1,0 +1,1 @@
+"""Retention: purge old mail (and a disconnected mailbox's mail) with a receipt."""
