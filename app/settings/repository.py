@@ -20,6 +20,7 @@ class StoredSettings:
     email_tracking_enabled: bool | None = None
     email_custom_tracking_domain: str | None = None
     email_audit_retention_days: int | None = None
+    email_default_visibility: str | None = None
 
     def set_values(self) -> dict[str, Any]:
         return {name: value for name, value in asdict(self).items() if value is not None}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
@@ -37,6 +37,8 @@ BodyLimitKb = Annotated[StrictInt, _between(100, 2000), _range_schema(100, 2000)
 IntervalMinutes = Annotated[StrictInt, _between(5, 60), _range_schema(5, 60)]
 # Six years (HIPAA's record keeping, 45 CFR 164.316) to ten.
 AuditRetentionDays = Annotated[StrictInt, _between(2190, 3650), _range_schema(2190, 3650)]
+DefaultVisibility = Literal["org", "subject", "metadata", "private"]
+"""The level a newly connected mailbox starts at (the accounts' `visibility`)."""
 TrackingDomain = Annotated[str, AfterValidator(_hostname), Field(max_length=253)]
 
 
@@ -50,6 +52,8 @@ class ModuleSettings(BaseModel):
     email_custom_tracking_domain: str | None = None
     email_audit_retention_days: int = Field(2190, ge=2190, le=3650)
     """Access-audit rows are kept this long (sealed blocks, oldest first)."""
+    email_default_visibility: DefaultVisibility = "metadata"
+    """New mailboxes start here: the minimum necessary until the owner widens it."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -61,6 +65,7 @@ class ModuleSettings(BaseModel):
                     "email_tracking_enabled": True,
                     "email_custom_tracking_domain": None,
                     "email_audit_retention_days": 2190,
+                    "email_default_visibility": "metadata",
                 }
             ]
         }
@@ -81,3 +86,4 @@ class ModuleSettingsPatch(BaseModel):
     email_tracking_enabled: StrictBool | None = None
     email_custom_tracking_domain: TrackingDomain | None = None
     email_audit_retention_days: AuditRetentionDays | None = None
+    email_default_visibility: DefaultVisibility | None = None

@@ -16,6 +16,7 @@ DEFAULTS = {
     "email_tracking_enabled": True,
     "email_custom_tracking_domain": None,
     "email_audit_retention_days": 2190,
+    "email_default_visibility": "metadata",
 }
 BOUNDS = {
     "email_sync_history_days": (7, 90),
