@@ -26,6 +26,8 @@ class MarkedMail:
     body: str
     filename: str
     link: str
+    account: dict[str, Any]
+    """The mailbox as `tests.messages.test_store_helpers.store` takes it."""
 
 
 async def marked_mailbox(
@@ -56,6 +58,7 @@ async def marked_mailbox(
         body=f"BODYMARK{tag}",
         filename=f"FILEMARK{tag}.txt",
         link=f"https://ward.example/LINKMARK{tag}",
+        account=account,
     )
     # the marker comes after the snippet's length: `subject` shows the snippet, not the body
     opening = "Dear team, " * 60
