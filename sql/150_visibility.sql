@@ -239,3 +239,31 @@ DROP POLICY org_select ON documents;
 CREATE POLICY org_select ON documents FOR SELECT
     USING (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid
            AND ce_email_document_visible(id));
+
+-- The access audit names the emails that were read. For others than the mailbox's owner a
+-- private mailbox's mail must not exist, so an audit row naming one is hidden from them
+-- too; rows of purged mail (the audit outlives retention) stay visible. "Does this email
+-- exist and is it hidden from me" needs to see the hidden row: asked as ce_visibility.
+GRANT SELECT (org_id, id, account_id, provider_thread_id) ON ce_emails TO ce_visibility;
+CREATE FUNCTION ce_email_id_hidden(p_email_id uuid)
+RETURNS boolean LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $$
+    SELECT NULLIF(current_setting('app.user_id', true), '') IS NOT NULL
+        AND EXISTS (
+            SELECT 1 FROM ce_emails e
+            WHERE e.org_id = NULLIF(current_setting('app.org_id', true), '')::uuid
+              AND e.id = p_email_id
+              AND NOT ce_email_visible(e.account_id, e.provider_thread_id, 'metadata'))
+$$;
+ALTER FUNCTION ce_email_id_hidden(uuid) OWNER TO ce_visibility;
+REVOKE ALL ON FUNCTION ce_email_id_hidden(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ce_email_id_hidden(uuid) TO ce_app;
+
+DROP POLICY org_select ON ce_email_access_audit;
+CREATE POLICY org_select ON ce_email_access_audit FOR SELECT
+    USING (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid
+           AND NOT EXISTS (SELECT 1 FROM unnest(email_ids) AS named (id)
+                           WHERE ce_email_id_hidden(named.id)));
+DROP POLICY org_select ON ce_email_access_audit_emails;
+CREATE POLICY org_select ON ce_email_access_audit_emails FOR SELECT
+    USING (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid
+           AND NOT ce_email_id_hidden(email_id));

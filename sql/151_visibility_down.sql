@@ -1,3 +1,10 @@
+DROP POLICY org_select ON ce_email_access_audit;
+CREATE POLICY org_select ON ce_email_access_audit FOR SELECT
+    USING (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid);
+DROP POLICY org_select ON ce_email_access_audit_emails;
+CREATE POLICY org_select ON ce_email_access_audit_emails FOR SELECT
+    USING (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid);
+DROP FUNCTION ce_email_id_hidden(uuid);
 DROP POLICY org_select ON documents;
 CREATE POLICY org_select ON documents FOR SELECT
     USING (org_id = NULLIF(current_setting('app.org_id', true), '')::uuid);

@@ -105,6 +105,25 @@ async def marked_mailbox(
         u=org[owner]["user_id"],
         d=json.dumps({"email_id": email_id, "link_id": str(uuid.uuid4())}),
     )
+    # the owner read it: the access audit names it (a detail read and a timeline page)
+    audit_id = uuid.uuid4()
+    await insert(
+        owner_engine,
+        "INSERT INTO ce_email_access_audit (org_id, id, user_id, action, email_ids) "
+        "VALUES (:o, :id, :u, 'read', ARRAY[CAST(:e AS uuid)])",
+        o=org.id,
+        id=audit_id,
+        u=org[owner]["user_id"],
+        e=email_id,
+    )
+    await insert(
+        owner_engine,
+        "INSERT INTO ce_email_access_audit_emails (org_id, email_id, occurred_at, audit_id) "
+        "VALUES (:o, :e, now(), :id)",
+        o=org.id,
+        e=email_id,
+        id=audit_id,
+    )
     return MarkedMail(**{**mail.__dict__, "email_id": email_id})
 
 

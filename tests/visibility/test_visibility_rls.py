@@ -113,6 +113,14 @@ async def test_every_readable_relation_hides_what_the_level_hides(
     for what, marker in markers(mail).items():
         assert containing(as_owner, marker), f"the owner should see the {what}"
     expected_copies: dict[str, Any] = {
+        "id": {
+            "public.ce_emails_visible",
+            "public.ce_email_links",
+            "public.ce_email_participants",
+            "public.notifications",
+            "public.ce_email_access_audit",
+            "public.ce_email_access_audit_emails",
+        },
         "subject": {"public.ce_emails_visible", "public.activities"},
         "filename": {"public.ce_email_attachments", "public.documents"},
         "link": {"public.ce_email_tracked_links", "public.ce_email_tracking_events"},
