@@ -179,8 +179,9 @@ async def _ceiling(ctx, org_id: uuid.UUID, account_id: uuid.UUID, owner: uuid.UU
         result = await session.execute(
             text(
                 f"INSERT INTO ce_emails (account_id, provider_message_id, {columns}) "
-                f"SELECT :target, provider_message_id || '-copy', {columns} FROM ce_emails "
-                "WHERE account_id = :source"
+                # content is readable only through the view (sql/150_visibility.sql)
+                f"SELECT :target, provider_message_id || '-copy', {columns} "
+                "FROM ce_emails_visible WHERE account_id = :source"
             ),
             {"target": target, "source": account_id},
         )

@@ -129,9 +129,10 @@ async def upsert_connected_account(
         await session.execute(
             text(
                 "INSERT INTO ce_email_accounts (org_id, owner_user_id, provider, email_address, "
-                "display_name, status, token_expires_at, scopes) "
+                "display_name, status, token_expires_at, scopes, visibility) "
                 "VALUES (:org_id, :owner, :provider, :address, :display_name, 'active', "
-                ":expires_at, :scopes) "
+                ":expires_at, :scopes, COALESCE((SELECT s.email_default_visibility "
+                "FROM ce_module_settings s WHERE s.org_id = :org_id), 'metadata')) "
                 "ON CONFLICT (org_id, provider, email_address) DO UPDATE SET "
                 "owner_user_id = EXCLUDED.owner_user_id, display_name = EXCLUDED.display_name, "
                 "status = 'active', status_reason = NULL, last_error = NULL, "

@@ -9,7 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.accounts.repository import ConnectedAccount
 
 Provider = Literal["gmail", "outlook"]
-Visibility = Literal["org", "private"]
+Visibility = Literal["org", "subject", "metadata", "private"]
+"""Widest first: `org` shows everything to the org, `subject` no bodies or attachments,
+`metadata` participants, times, direction and links only, `private` nothing."""
+VISIBILITY_ORDER: tuple[str, ...] = ("org", "subject", "metadata", "private")
 
 
 class AuthorizationUrl(BaseModel):

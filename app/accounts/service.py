@@ -21,7 +21,7 @@ from app.accounts.oauth_state import (
     with_query,
 )
 from app.accounts.repository import ConnectedAccount, PendingAuthorization
-from app.accounts.schemas import Account
+from app.accounts.schemas import VISIBILITY_ORDER, Account, Visibility
 from app.auth.deps import Caller
 from app.auth.repository import membership_role
 from app.context import ServiceContext
@@ -227,7 +227,13 @@ async def after_connect(
 
 
 def _visible(caller: Caller, account: ConnectedAccount) -> bool:
-    return caller.is_admin or account.visibility == "org" or account.owner_user_id == caller.user_id
+    """Admins see every account and its sync status (not its mail); members see the
+    mailboxes that are not private."""
+    return (
+        caller.is_admin
+        or account.visibility != "private"
+        or account.owner_user_id == caller.user_id
+    )
 
 
 async def list_accounts(caller: Caller) -> list[Account]:
@@ -253,9 +259,17 @@ def _require_owner_or_admin(caller: Caller, account: ConnectedAccount) -> None:
         raise Forbidden("Only the account's owner or an org admin may do this")
 
 
-async def set_visibility(caller: Caller, account_id: UUID, visibility: str) -> Account:
+def _widens(current: str, new: str) -> bool:
+    return VISIBILITY_ORDER.index(new) < VISIBILITY_ORDER.index(current)
+
+
+async def set_visibility(caller: Caller, account_id: UUID, visibility: Visibility) -> Account:
+    """The owner sets any level; an admin may only narrow it (widening would show the
+    owner's mail to more people than the owner chose)."""
     account = await _visible_account(caller, account_id, lock=True)
     _require_owner_or_admin(caller, account)
+    if account.owner_user_id != caller.user_id and _widens(account.visibility, visibility):
+        raise Forbidden("Only the mailbox's owner may widen its visibility")
     await repository.set_visibility(caller.session, account_id, visibility)
     updated = await repository.get_account(caller.session, account_id)
     if updated is None:  # locked above, in this transaction

@@ -76,9 +76,7 @@ async def email_access(
 ) -> EntryPage:
     """Who read this email: for the mailbox's owner and org admins. An email the caller
     cannot see is not found (its existence is not revealed)."""
-    visible = await email_detail_row(
-        caller.session, email_id, viewer_id=caller.user_id, viewer_is_admin=caller.is_admin
-    )
+    visible = await email_detail_row(caller.session, email_id)
     if visible is None:
         raise NotFound("No such email")
     if not caller.is_admin:

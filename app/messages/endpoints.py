@@ -8,9 +8,9 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request, Response
 
 from app.auth.deps import CallerDep
-from app.messages import timeline
+from app.messages import sharing, timeline
 from app.messages.repository.reads import TimelineFilter
-from app.messages.schemas import Direction, EmailDetail, EmailPage
+from app.messages.schemas import Direction, EmailDetail, EmailPage, ThreadShare
 from app.platform.documents import document_storage
 
 router = APIRouter(prefix="/v1", tags=["emails"])
@@ -126,3 +126,27 @@ async def download_attachment(
         },
     )
 
+
+@router.post(
+    "/emails/{email_id}/share",
+    summary="Share the email's whole thread with the org (owner only)",
+    responses={
+        **_NOT_FOUND,
+        403: {"description": "Not the mailbox's owner"},
+        409: {"description": "The email has no provider thread yet"},
+    },
+)
+async def share_thread(email_id: UUID, body: ThreadShare, caller: CallerDep) -> ThreadShare:
+    await sharing.share(caller, email_id)
+    return body
+
+
+@router.delete(
+    "/emails/{email_id}/share",
+    status_code=204,
+    summary="Withdraw the sharing of the email's thread (owner only)",
+    responses={**_NOT_FOUND, 403: {"description": "Not the mailbox's owner"}},
+)
+async def withdraw_thread_share(email_id: UUID, caller: CallerDep) -> Response:
+    await sharing.withdraw(caller, email_id)
+    return Response(status_code=204)

@@ -85,3 +85,11 @@ class EmailDetail(EmailListItem):
     participants: list[ParticipantOut] = Field(default_factory=list)
     attachments: list[AttachmentOut] = Field(default_factory=list)
     tracking: Tracking = Field(default_factory=Tracking)
+
+
+class ThreadShare(BaseModel):
+    """A thread shared at `org` level: its messages, later ones too, show to the org."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"level": "org"}]})
+
+    level: Literal["org"] = "org"

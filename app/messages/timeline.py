@@ -120,8 +120,6 @@ async def list_timeline(
     rows = await repository.list_emails(
         caller.session,
         f,
-        viewer_id=caller.user_id,
-        viewer_is_admin=caller.is_admin,
         after=after,
         limit=limit + 1,
     )
@@ -150,9 +148,7 @@ async def partner_timeline(
 
 
 async def _visible_email(caller: Caller, email_id: UUID) -> EmailDetailRow:
-    row = await repository.email_detail_row(
-        caller.session, email_id, viewer_id=caller.user_id, viewer_is_admin=caller.is_admin
-    )
+    row = await repository.email_detail_row(caller.session, email_id)
     if row is None:
         raise NotFound("No such email")
     return row

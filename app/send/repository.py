@@ -145,7 +145,7 @@ async def by_idempotency_key(session: AsyncSession, user_id: UUID, key: str) -> 
     row = await session.execute(
         text(
             "SELECT id, status, account_id, subject, to_recipients, cc_recipients, "
-            "bcc_recipients FROM ce_emails "
+            "bcc_recipients FROM ce_emails_visible "
             "WHERE sent_by_user_id = :u AND idempotency_key = :k"
         ),
         {"u": user_id, "k": key},
@@ -221,12 +221,15 @@ async def lock_outbound(session: AsyncSession, email_id: UUID) -> OutboundEmail 
     row = await session.execute(
         text(
             "SELECT e.id, e.account_id, e.status, e.provider_message_id,"
-            " e.provider_thread_id, e.internet_message_id, e.subject,"
+            " e.provider_thread_id, e.internet_message_id, c.subject,"
             " e.to_recipients, e.cc_recipients, e.bcc_recipients,"
-            " e.text_body, e.html_body, e.created_at, e.occurred_at,"
+            " c.text_body, c.html_body, e.created_at, e.occurred_at,"
             " a.provider, a.email_address AS account_address,"
             " a.display_name AS account_name, a.status AS account_status "
-            "FROM ce_emails e JOIN ce_email_accounts a ON a.id = e.account_id "
+            # content through the view (ce_app cannot read it from ce_emails); the lock is
+            # on the email's row itself
+            "FROM ce_emails e JOIN ce_emails_visible c ON c.id = e.id "
+            "JOIN ce_email_accounts a ON a.id = e.account_id "
             "WHERE e.id = :id AND e.direction = 'outbound' FOR UPDATE OF e"
         ),
         {"id": email_id},

@@ -39,6 +39,7 @@ from app.settings.service import get_module_settings
 
 logger = logging.getLogger(__name__)
 
+
 def phi_warnings(subject: str, text: str | None, html: str | None) -> list[PhiWarning]:
     """Type and position of each hint (never the value). Positions in `html` refer to its
     visible text (`html_to_text`)."""
@@ -162,12 +163,7 @@ async def create_send(
     subject = request.subject
     parent = None
     if request.reply_to_email_id is not None:
-        parent = await messages_reads.email_detail_row(
-            session,
-            request.reply_to_email_id,
-            viewer_id=caller.user_id,
-            viewer_is_admin=caller.is_admin,
-        )
+        parent = await messages_reads.email_detail_row(session, request.reply_to_email_id)
         if parent is None:
             raise NotFound("No such email to reply to")
         if not subject.strip():

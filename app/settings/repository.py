@@ -22,6 +22,7 @@ class StoredSettings:
     email_audit_retention_days: int | None = None
     email_reconcile_interval_hours: int | None = None
     email_retention_days: int | None = None
+    email_default_visibility: str | None = None
 
     def set_values(self) -> dict[str, Any]:
         return {name: value for name, value in asdict(self).items() if value is not None}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
@@ -40,6 +40,8 @@ IntervalMinutes = Annotated[StrictInt, _between(5, 60), _range_schema(5, 60)]
 RetentionDays = Annotated[StrictInt, _between(30, 3650), _range_schema(30, 3650)]
 AuditRetentionDays = Annotated[StrictInt, _between(2190, 3650), _range_schema(2190, 3650)]
 ReconcileHours = Annotated[StrictInt, _between(1, 168), _range_schema(1, 168)]
+DefaultVisibility = Literal["org", "subject", "metadata", "private"]
+"""The level a newly connected mailbox starts at (the accounts' `visibility`)."""
 TrackingDomain = Annotated[str, AfterValidator(_hostname), Field(max_length=253)]
 
 
@@ -56,6 +58,8 @@ class ModuleSettings(BaseModel):
     email_reconcile_interval_hours: int = Field(24, ge=1, le=168)
     email_retention_days: int | None = Field(None, ge=30, le=3650)
     """Mail older than this many days is purged daily (null: kept)."""
+    email_default_visibility: DefaultVisibility = "metadata"
+    """New mailboxes start here: the minimum necessary until the owner widens it."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -69,6 +73,7 @@ class ModuleSettings(BaseModel):
                     "email_audit_retention_days": 2190,
                     "email_reconcile_interval_hours": 24,
                     "email_retention_days": None,
+                    "email_default_visibility": "metadata",
                 }
             ]
         }
@@ -91,3 +96,4 @@ class ModuleSettingsPatch(BaseModel):
     email_audit_retention_days: AuditRetentionDays | None = None
     email_reconcile_interval_hours: ReconcileHours | None = None
     email_retention_days: RetentionDays | None = None
+    email_default_visibility: DefaultVisibility | None = None

@@ -33,7 +33,8 @@ async def test_other_orgs_ids_answer_404(client: httpx.AsyncClient, org_a: Org, 
     r = await client.get(f"/v1/accounts/{uuid.uuid4()}", headers=org_a.headers())
     assert r.status_code == 404
     # A's account is untouched
-    assert (await client.get(path, headers=org_a.headers())).json()["visibility"] == "org"
+    # (a new mailbox starts at the org default, metadata)
+    assert (await client.get(path, headers=org_a.headers())).json()["visibility"] == "metadata"
 
 
 async def test_visibility_owner_member_admin(client: httpx.AsyncClient, make_org: MakeOrg) -> None:

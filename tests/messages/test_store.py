@@ -53,7 +53,7 @@ async def test_an_inbound_message_is_stored_with_its_fields(
     assert (result.stored, result.duplicates, result.completed) == (1, 0, 0)
 
     [email] = await rows(
-        app_engine, org_a, "SELECT * FROM ce_emails WHERE account_id = :a", a=account["id"]
+        app_engine, org_a, "SELECT * FROM ce_emails_visible WHERE account_id = :a", a=account["id"]
     )
     assert email["id"] == result.email_ids[0]
     assert email["direction"] == "inbound"
@@ -226,7 +226,7 @@ async def test_our_own_send_is_completed_by_the_synced_copy_not_duplicated(
     assert result.links == 1, "the partner link is new; the contact link existed"
 
     [email] = await rows(
-        app_engine, org_a, "SELECT * FROM ce_emails WHERE account_id = :a", a=account["id"]
+        app_engine, org_a, "SELECT * FROM ce_emails_visible WHERE account_id = :a", a=account["id"]
     )
     assert email["id"] == queued_id
     assert email["provider_message_id"] == "gm-77"
@@ -264,7 +264,7 @@ async def test_bodies_are_cut_at_the_limit_and_flagged(
     [email] = await rows(
         app_engine,
         org_a,
-        "SELECT text_body, html_body, body_truncated FROM ce_emails WHERE account_id = :a",
+        "SELECT text_body, html_body, body_truncated FROM ce_emails_visible WHERE account_id = :a",
         a=account["id"],
     )
     assert email["body_truncated"] is True

@@ -19,7 +19,7 @@ from tests.fixtures.accounts import connect
 from tests.fixtures.database import insert, make_contact, make_partner
 from tests.fixtures.mail import make_raw
 from tests.fixtures.mailboxes import seed
-from tests.fixtures.orgs import Org
+from tests.fixtures.orgs import MakeOrg, Org
 from tests.fixtures.retention import (
     documents_exist,
     documents_of,
@@ -66,12 +66,12 @@ async def _tracking_rows(owner_engine: AsyncEngine, org: Org, ids: list[uuid.UUI
 async def test_retention_purges_everywhere_with_a_matching_receipt_and_no_reimport(
     client: httpx.AsyncClient,
     app: FastAPI,
-    make_org: object,
+    make_org: MakeOrg,
     owner_engine: AsyncEngine,
     test_settings: Settings,
     provider: str,
 ) -> None:
-    org: Org = await make_org(f"Retention {provider}")  # type: ignore[operator]
+    org: Org = await make_org(f"Retention {provider}")
     mailbox = f"box-{uuid.uuid4().hex[:8]}@clinic-{provider}.test"
     sender = f"pat-{uuid.uuid4().hex[:6]}@hospital-{provider}.org"
     await make_contact(owner_engine, org.id, sender)

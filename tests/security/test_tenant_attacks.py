@@ -26,6 +26,7 @@ pytestmark = pytest.mark.asyncio
 
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/v1/accounts/{account_id}"): {"visibility": "private"},
+    ("POST", "/v1/emails/{email_id}/share"): {"level": "org"},
 }
 
 
@@ -141,7 +142,7 @@ async def test_org_b_never_sees_org_a(
     # and nothing of A changed
     after = await client.get(f"/v1/accounts/{ids['account_id']}", headers=org_a.headers())
     assert after.status_code == 200
-    assert after.json()["visibility"] == "org"
+    assert after.json()["visibility"] == "metadata"  # the org default, unchanged
     assert after.json()["status"] != "disconnected"
 
 

@@ -18,6 +18,7 @@ DEFAULTS = {
     "email_audit_retention_days": 2190,
     "email_reconcile_interval_hours": 24,
     "email_retention_days": None,
+    "email_default_visibility": "metadata",
 }
 BOUNDS = {
     "email_sync_history_days": (7, 90),

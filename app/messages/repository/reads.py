@@ -1,7 +1,9 @@
 """SQL that reads stored emails: the timeline, the detail, links and attachments.
 
-Private mailboxes show to their owner and to org admins only; RLS scopes every statement
-to the org.
+No statement here says who may see what: row-level security does (sql/150_visibility.sql).
+Rows of a mailbox the viewer may not see are not returned at all; content is read from the
+view `ce_emails_visible`, whose subject, snippet and bodies are null where the mailbox's
+level hides them from the viewer (ce_app cannot read those columns of ce_emails).
 """
 
 from __future__ import annotations
@@ -67,14 +69,6 @@ DETAIL_COLUMNS = (
 )
 
 
-def _visible(account: str) -> str:
-    """Private mailboxes show to their owner and to org admins only."""
-    return (
-        f"({account}.visibility <> 'private' OR {account}.owner_user_id = :viewer_id "
-        f"OR CAST(:viewer_is_admin AS boolean))"
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class TimelineFilter:
     contact_id: UUID | None = None
@@ -83,8 +77,8 @@ class TimelineFilter:
     direction: str | None = None
 
 
-def _conditions(alias: str, account: str, f: TimelineFilter, skip_link: str | None) -> list[str]:
-    conditions = [_visible(account)]
+def _conditions(alias: str, f: TimelineFilter, skip_link: str | None) -> list[str]:
+    conditions: list[str] = []
     if f.account_id is not None:
         conditions.append(f"{alias}.account_id = :account_id")
     if f.direction is not None:
@@ -106,8 +100,6 @@ async def list_emails(
     session: AsyncSession,
     f: TimelineFilter,
     *,
-    viewer_id: UUID,
-    viewer_is_admin: bool,
     after: tuple[datetime, UUID] | None,
     limit: int,
 ) -> list[EmailSummary]:
@@ -118,29 +110,29 @@ async def list_emails(
     partner timeline walks that contact's / partner's links (an index range scan)."""
     if f.contact_id is not None:
         source = (
-            "ce_email_links d JOIN ce_emails e ON e.id = d.email_id AND d.contact_id = :contact_id"
+            "ce_email_links d JOIN ce_emails_visible e ON e.id = d.email_id "
+            "AND d.contact_id = :contact_id"
         )
         order_time, order_id, skip = "d.occurred_at", "d.email_id", "contact"
     elif f.partner_id is not None:
         source = (
-            "ce_email_links d JOIN ce_emails e ON e.id = d.email_id AND d.partner_id = :partner_id"
+            "ce_email_links d JOIN ce_emails_visible e ON e.id = d.email_id "
+            "AND d.partner_id = :partner_id"
         )
         order_time, order_id, skip = "d.occurred_at", "d.email_id", "partner"
     else:
-        source = "ce_emails e"
+        source = "ce_emails_visible e"
         order_time, order_id, skip = "e.occurred_at", "e.id", None
-    conditions = _conditions("e", "a", f, skip)
-    duplicate_conditions = " AND ".join(_conditions("e2", "a2", f, None))
+    conditions = _conditions("e", f, skip)
+    duplicate_conditions = "".join(f" AND {c}" for c in _conditions("e2", f, None))
     conditions.append(
         "NOT (e.internet_message_id IS NOT NULL AND EXISTS ("
-        " SELECT 1 FROM ce_emails e2 JOIN ce_email_accounts a2 ON a2.id = e2.account_id"
+        " SELECT 1 FROM ce_emails e2"
         " WHERE e2.internet_message_id = e.internet_message_id AND e2.id <> e.id"
-        f" AND {duplicate_conditions}"
+        f"{duplicate_conditions}"
         " AND (e2.occurred_at, e2.created_at, e2.id) < (e.occurred_at, e.created_at, e.id)))"
     )
     params: dict[str, Any] = {
-        "viewer_id": viewer_id,
-        "viewer_is_admin": viewer_is_admin,
         "contact_id": f.contact_id,
         "partner_id": f.partner_id,
         "account_id": f.account_id,
@@ -152,7 +144,6 @@ async def list_emails(
         params["after_time"], params["after_id"] = after
     sql = (
         f"SELECT {LIST_COLUMNS} FROM {source} "
-        "JOIN ce_email_accounts a ON a.id = e.account_id "
         f"WHERE {' AND '.join(conditions)} "
         f"ORDER BY {order_time} DESC, {order_id} DESC LIMIT :limit"
     )
@@ -181,17 +172,10 @@ async def email_links(session: AsyncSession, email_ids: Sequence[UUID]) -> list[
     return [EmailLink(*row) for row in rows]
 
 
-async def email_detail_row(
-    session: AsyncSession, email_id: UUID, *, viewer_id: UUID, viewer_is_admin: bool
-) -> EmailDetailRow | None:
-    """The email when the viewer may see it (private mailboxes: owner and admins)."""
+async def email_detail_row(session: AsyncSession, email_id: UUID) -> EmailDetailRow | None:
+    """The email when the viewer may see it at all (RLS), its content as far as allowed."""
     result = await session.execute(
-        text(
-            f"SELECT {DETAIL_COLUMNS} FROM ce_emails e "
-            "JOIN ce_email_accounts a ON a.id = e.account_id "
-            f"WHERE e.id = :id AND {_visible('a')}"
-        ),
-        {"id": email_id, "viewer_id": viewer_id, "viewer_is_admin": viewer_is_admin},
+        text(f"SELECT {DETAIL_COLUMNS} FROM ce_emails_visible e WHERE e.id = :id"), {"id": email_id}
     )
     row = result.first()
     return EmailDetailRow(*row) if row is not None else None
