@@ -187,3 +187,32 @@ def test_referential_checks_probe_the_referenced_key_on_an_empty_database(
     finally:
         engine.dispose()
     assert wrong == [], f"referential checks not probing the referenced key: {wrong}"
+
+
+def test_the_known_ids_probe_uses_the_provider_id_index_on_an_empty_database(
+    empty_database: Settings,
+) -> None:
+    """The sync asks, for every listed page, which provider ids it already holds
+    (ce_known_provider_ids, sql/160). On a table without statistics any index whose
+    leading column the lookup names ties, and the newest wins: with the org in the lookup
+    that was the primary key, a walk of the org's rows per listed id (a 20,000-message
+    first sync at half speed). The probe must use ce_emails_provider_id."""
+    engine = create_engine(owner_url(empty_database))
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SET plan_cache_mode = force_generic_plan"))
+            conn.execute(
+                text(
+                    "PREPARE probe (uuid, text) AS SELECT e.provider_message_id "
+                    "FROM public.ce_emails e WHERE e.account_id = $1 "
+                    "AND e.provider_message_id = $2 LIMIT 1"
+                )
+            )
+            plan = conn.execute(
+                text("EXPLAIN (FORMAT JSON) EXECUTE probe (NULL, NULL)")
+            ).scalar_one()
+            conn.execute(text("DEALLOCATE probe"))
+    finally:
+        engine.dispose()
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    assert _index_scans(plan[0]["Plan"]) == ["ce_emails_provider_id"]
