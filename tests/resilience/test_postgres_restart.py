@@ -44,6 +44,9 @@ from app.db.urls import owner_url
 from app.dev import fixtures
 from app.tracking.tokens import make_token
 
+# util-linux installs runuser in /usr/sbin, which a bare PATH (/usr/bin:/bin) leaves out.
+RUNUSER = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
+
 ROOT = Path(__file__).resolve().parents[2]
 MAILBOX = "restart.box@riverside-clinic.test"
 FRONTEND = "http://localhost:3000"
@@ -106,7 +109,7 @@ class PrivatePostgres:
     def _run(self, *args: str) -> None:
         command = [str(self.bindir / args[0]), *args[1:]]
         if self.as_postgres:  # pg_ctl and initdb refuse root
-            command = ["runuser", "-u", "postgres", "--", *command]
+            command = [RUNUSER or "runuser", "-u", "postgres", "--", *command]
         subprocess.run(command, check=True, capture_output=True, timeout=60)
 
     def init(self) -> None:
@@ -136,7 +139,7 @@ def private_postgres() -> Iterator[PrivatePostgres]:
     if bindir is None:
         pytest.skip("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin nor pgserver)")
     as_postgres = os.geteuid() == 0
-    if as_postgres and shutil.which("runuser") is None:
+    if as_postgres and RUNUSER is None:
         pytest.skip("running as root without runuser: pg_ctl cannot be run as postgres")
     root = Path(tempfile.mkdtemp(prefix="ce-pg-restart-"))
     if as_postgres:
