@@ -22,15 +22,19 @@ Action = Literal["read", "download", "list"]
 
 _ROW_COLUMNS = "org_id, id, user_id, action, email_ids, attachment_id, occurred_at, request_id"
 
-# One statement: the audit row and its by-email index rows.
+# One statement: the audit row and its by-email index rows. No RETURNING: a row returned
+# must pass the table's SELECT policy, which judges every email the row names (sql/150),
+# work an append does not need.
 _INSERT = text(
-    "WITH row AS (INSERT INTO ce_email_access_audit "
-    "(org_id, user_id, action, email_ids, attachment_id, request_id) "
-    "VALUES (:org_id, :user_id, :action, CAST(:email_ids AS uuid[]), :attachment_id, "
-    ":request_id) RETURNING org_id, id, occurred_at, email_ids) "
+    "WITH row AS MATERIALIZED (SELECT gen_random_uuid() AS id, clock_timestamp() AS at), "
+    "audit AS (INSERT INTO ce_email_access_audit "
+    "(org_id, id, user_id, action, email_ids, attachment_id, request_id, occurred_at) "
+    "SELECT CAST(:org_id AS uuid), row.id, CAST(:user_id AS uuid), CAST(:action AS text), "
+    "CAST(:email_ids AS uuid[]), CAST(:attachment_id AS uuid), CAST(:request_id AS text), "
+    "row.at FROM row) "
     "INSERT INTO ce_email_access_audit_emails (org_id, email_id, occurred_at, audit_id) "
-    "SELECT DISTINCT row.org_id, e.email_id, row.occurred_at, row.id "
-    "FROM row, unnest(row.email_ids) AS e (email_id)"
+    "SELECT DISTINCT CAST(:org_id AS uuid), e.email_id, row.at, row.id "
+    "FROM row, unnest(CAST(:email_ids AS uuid[])) AS e (email_id)"
 )
 
 
