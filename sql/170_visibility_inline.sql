@@ -12,8 +12,8 @@
 --   * which mailboxes the viewer may see at a level is asked once per statement, by an
 --     InitPlan, (SELECT ce_email_accounts_at(level)): the viewer's own mailboxes and those
 --     whose level allows it; a row then costs an array test;
---   * a shared thread is an index probe of ce_email_thread_shares, only for rows of a
---     mailbox the level alone hides;
+--   * a shared thread is a probe of ce_email_thread_shares, only for rows of a mailbox the
+--     level alone hides and that has shared threads at all;
 --   * a row that points at an email (email_id) probes ce_emails by primary key, where
 --     ce_emails' own policy applies as well.
 -- The rule is unchanged; tests/visibility prove it for every table and view ce_app reads.
@@ -36,6 +36,20 @@ $$;
 REVOKE ALL ON FUNCTION ce_email_accounts_at(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ce_email_accounts_at(text) TO ce_app, ce_content, ce_visibility;
 
+-- The mailboxes of the org with at least one shared thread: only their rows can be widened
+-- by a share, so a row of any other mailbox the level hides is refused by two array tests
+-- (a member filtering by a colleague's private mailbox: 600 -> 60 ms for 50,000 emails).
+CREATE FUNCTION ce_email_accounts_sharing()
+RETURNS uuid[] LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT COALESCE(array_agg(a.id), '{}')
+    FROM ce_email_accounts a
+    WHERE a.org_id = NULLIF(current_setting('app.org_id', true), '')::uuid
+      AND EXISTS (SELECT 1 FROM ce_email_thread_shares s
+                  WHERE s.org_id = a.org_id AND s.account_id = a.id)
+$$;
+REVOKE ALL ON FUNCTION ce_email_accounts_sharing() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ce_email_accounts_sharing() TO ce_app, ce_content, ce_visibility;
+
 -- The rule as SQL text, for a row `p_email` of ce_emails (an alias or table name) and the
 -- level needed (an SQL expression: a quoted literal or a parameter's name). An empty
 -- app.user_id is a service context (jobs, webhooks, the CLI), which sees the org's mail.
@@ -44,7 +58,8 @@ RETURNS text LANGUAGE sql IMMUTABLE AS $$
     SELECT format(
         '(NULLIF(current_setting(''app.user_id'', true), '''') IS NULL'
         ' OR %1$s.account_id = ANY (CAST((SELECT ce_email_accounts_at(%2$s)) AS uuid[]))'
-        ' OR (%1$s.provider_thread_id IS NOT NULL AND EXISTS ('
+        ' OR (%1$s.account_id = ANY (CAST((SELECT ce_email_accounts_sharing()) AS uuid[]))'
+        ' AND %1$s.provider_thread_id IS NOT NULL AND EXISTS ('
         'SELECT 1 FROM ce_email_thread_shares s WHERE s.org_id = %1$s.org_id'
         ' AND s.account_id = %1$s.account_id'
         ' AND s.provider_thread_id = %1$s.provider_thread_id)))',

@@ -82,4 +82,5 @@ $$;
 REVOKE SELECT ON ce_email_thread_shares FROM ce_content;
 DROP FUNCTION ce_email_reference_rule(text, text);
 DROP FUNCTION ce_email_visibility_rule(text, text);
+DROP FUNCTION ce_email_accounts_sharing();
 DROP FUNCTION ce_email_accounts_at(text);
