@@ -13,7 +13,7 @@ from app.context import ServiceContext
 from app.db.rls import org_transaction
 from app.errors import Unauthorized
 from app.platform.documents import document_storage
-from app.retention.service import remove_files
+from app.retention.jobs import remove_files_of_org
 from app.security.ratelimit import limited
 
 ProviderPath = Literal["gmail", "outlook"]
@@ -128,8 +128,12 @@ async def delete_account(
     purge: Annotated[bool, Query(description="true: delete the account's emails too")],
     background: BackgroundTasks,
 ) -> Response:
-    storage_keys = await service.disconnect_account(_ctx(request), caller, account_id, purge=purge)
-    # after the response, hence after the request's transaction committed: a rolled-back
-    # purge never loses a document's bytes
-    background.add_task(remove_files, document_storage(_ctx(request).settings), storage_keys)
+    ctx = _ctx(request)
+    await service.disconnect_account(ctx, caller, account_id, purge=purge)
+    if purge:
+        # after the response, hence after the request's transaction committed: a rolled-back
+        # purge never loses a document's bytes; what this misses, the periodic job removes
+        background.add_task(
+            remove_files_of_org, ctx.engine, document_storage(ctx.settings), caller.org_id
+        )
     return Response(status_code=204)

@@ -279,13 +279,11 @@ async def set_visibility(caller: Caller, account_id: UUID, visibility: Visibilit
 
 async def disconnect_account(
     ctx: ServiceContext, caller: Caller, account_id: UUID, *, purge: bool
-) -> list[str]:
+) -> None:
     """Revoke at the provider, stop push, delete the secrets; then keep the account and its
     emails (status disconnected) or purge both, with a `disconnect` purge receipt. Provider
-    failures do not stop a disconnect: our copy of the tokens is deleted either way.
-
-    Returns the storage keys of the purged documents' files, for the caller to remove from
-    the document store once this transaction committed."""
+    failures do not stop a disconnect: our copy of the tokens is deleted either way. The
+    purged documents' files are queued for removal in this transaction (sql/190)."""
     account = await _visible_account(caller, account_id, lock=True)
     _require_owner_or_admin(caller, account)
     provider_name = account.provider
@@ -315,12 +313,10 @@ async def disconnect_account(
                 extra={"account_id": str(account_id), "error_type": type(exc).__name__},
             )
     await ctx.vault.delete_all(caller.session, account_id)
-    storage_keys: list[str] = []
     if purge:
         # the caller is the owner or an admin; the purge must see every row of the mailbox
         async with acting_for_the_service(caller.session, caller.org_id, caller.user_id):
-            purged = await purge_mailbox(caller.session, caller.org_id, account_id)
-        storage_keys = purged.storage_keys
+            await purge_mailbox(caller.session, caller.org_id, account_id)
         await repository.delete_account(caller.session, account_id)
     else:
         await repository.mark_disconnected(caller.session, account_id)
@@ -328,4 +324,3 @@ async def disconnect_account(
         "mailbox disconnected",
         extra={"account_id": str(account_id), "status": "purged" if purge else "kept"},
     )
-    return storage_keys

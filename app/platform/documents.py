@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from app.config import Settings
+from app.platform import repository
+
+logger = logging.getLogger(__name__)
 
 
 class DocumentStorage(Protocol):
@@ -50,3 +58,40 @@ def document_storage(settings: Settings) -> DocumentStorage:
 
 def sha256_hex(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class FileRemovals:
+    removed: int
+    failed: int
+
+
+async def remove_deleted_files(
+    session: AsyncSession, storage: DocumentStorage, *, limit: int = 500
+) -> FileRemovals:
+    """Remove from the store the files of the org's deleted documents (queued by the
+    database when their rows were deleted, sql/190), up to `limit`, in the caller's
+    transaction: a file removed is forgotten when that transaction commits; one the store
+    refused stays queued, its attempt counted, for the next run. Removing twice is
+    harmless (a missing file is removed already)."""
+    keys = await repository.claim_file_removals(session, limit)
+    if not keys:
+        return FileRemovals(0, 0)
+
+    def remove_all() -> list[str]:
+        failed = []
+        for key in keys:
+            try:
+                storage.delete(key)
+            except (OSError, ValueError):
+                failed.append(key)
+        return failed
+
+    failed = await asyncio.to_thread(remove_all)
+    removed = [key for key in keys if key not in set(failed)]
+    if removed:
+        await repository.forget_file_removals(session, removed)
+    if failed:
+        await repository.note_failed_file_removals(session, failed)
+        logger.warning("deleted documents' files not removed", extra={"count": len(failed)})
+    return FileRemovals(len(removed), len(failed))

@@ -35,3 +35,46 @@ async def insert_notification(
         },
     )
     return result.first() is not None
+
+
+# --- files of deleted documents (sql/190) -------------------------------------------------
+
+
+async def claim_file_removals(session: AsyncSession, limit: int) -> list[str]:
+    """Storage keys of the org's deleted documents whose files are still to be removed,
+    oldest first, locked for this transaction (a concurrent remover skips them)."""
+    rows = await session.execute(
+        text(
+            "SELECT storage_key FROM ce_document_file_removals "
+            "ORDER BY queued_at, storage_key LIMIT :n FOR UPDATE SKIP LOCKED"
+        ),
+        {"n": limit},
+    )
+    return list(rows.scalars())
+
+
+async def forget_file_removals(session: AsyncSession, storage_keys: list[str]) -> None:
+    await session.execute(
+        text(
+            "DELETE FROM ce_document_file_removals WHERE storage_key = ANY(CAST(:keys AS text[]))"
+        ),
+        {"keys": storage_keys},
+    )
+
+
+async def note_failed_file_removals(session: AsyncSession, storage_keys: list[str]) -> None:
+    await session.execute(
+        text(
+            "UPDATE ce_document_file_removals "
+            "SET attempts = attempts + 1, last_attempt_at = now() "
+            "WHERE storage_key = ANY(CAST(:keys AS text[]))"
+        ),
+        {"keys": storage_keys},
+    )
+
+
+async def orgs_with_file_removals(session: AsyncSession, limit: int) -> list[UUID]:
+    rows = await session.execute(
+        text("SELECT org_id FROM ce_orgs_with_file_removals(:n)"), {"n": limit}
+    )
+    return list(rows.scalars())

@@ -1,4 +1,5 @@
-"""Retention jobs: the daily purge of mail past each org's `email_retention_days`.
+"""Retention jobs: the daily purge of mail past each org's `email_retention_days`, and the
+removal of deleted documents' files from the store.
 
 `run_retention` is also what `ce-email retention run` runs.
 """
@@ -17,7 +18,8 @@ from app.config import Settings
 from app.db.rls import org_transaction, system_transaction
 from app.jobs.queue import QUEUE_MAINTENANCE
 from app.jobs.runtime import RUNTIME
-from app.platform.documents import document_storage
+from app.platform import repository as platform_repository
+from app.platform.documents import DocumentStorage, document_storage, remove_deleted_files
 from app.retention import repository, service
 from app.retention.repository import PurgeCounts
 
@@ -26,6 +28,8 @@ logger = logging.getLogger(__name__)
 blueprint = procrastinate.Blueprint()
 
 ORGS_PER_RUN = 10_000
+FILE_BATCHES_PER_ORG = 20
+"""At most this many batches of files per org per call (500 a batch)."""
 
 
 @dataclass
@@ -67,14 +71,51 @@ async def run_retention(
             while True:
                 async with org_transaction(engine, org) as session:
                     step = await service.purge_step(session, purge)
-                report.files_removed += await service.remove_files(storage, step.storage_keys)
+                report.files_removed += await remove_files_of_org(engine, storage, org)
                 if step.last:
                     break
             if purge.receipt_id is not None:
                 report.accounts += 1
                 report.receipts.append(purge.receipt_id)
                 report.counts = report.counts + purge.counts
+    if org_id is None:
+        # files an earlier purge (a disconnect too) queued and could not remove
+        report.files_removed += await remove_queued_files(engine, settings)
     return report
+
+
+async def remove_files_of_org(engine: AsyncEngine, storage: DocumentStorage, org_id: UUID) -> int:
+    """Own transactions: remove the files of the org's deleted documents, batch by batch,
+    until none is left or only files the store refused (they wait for the next run)."""
+    removed = 0
+    for _ in range(FILE_BATCHES_PER_ORG):
+        async with org_transaction(engine, org_id) as session:
+            outcome = await remove_deleted_files(session, storage)
+        removed += outcome.removed
+        if outcome.removed == 0:
+            break
+    return removed
+
+
+async def remove_queued_files(engine: AsyncEngine, settings: Settings) -> int:
+    """Every org's files still queued: left by a process that stopped between a purge's
+    commit and its file removal, or refused by the store last time."""
+    async with system_transaction(engine) as session:
+        org_ids = await platform_repository.orgs_with_file_removals(session, ORGS_PER_RUN)
+    storage = document_storage(settings)
+    return sum([await remove_files_of_org(engine, storage, org) for org in org_ids])
+
+
+@blueprint.periodic(cron="*/15 * * * *", periodic_id="document-files")
+@blueprint.task(
+    name="remove_deleted_document_files", queue=QUEUE_MAINTENANCE, queueing_lock="doc-files"
+)
+async def remove_deleted_document_files(timestamp: int) -> None:
+    """Every 15 minutes: remove the files of deleted documents still in the store."""
+    ctx = RUNTIME.require()
+    removed = await remove_queued_files(ctx.engine, ctx.settings)
+    if removed:
+        logger.info("deleted documents' files removed", extra={"count": removed})
 
 
 @blueprint.periodic(cron="41 3 * * *", periodic_id="email-retention")

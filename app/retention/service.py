@@ -1,28 +1,24 @@
 """Retention: what to purge and the receipt of each purge, in the caller's transaction.
 
 A purge deletes an account's emails batch by batch (`purge_step`); the caller decides the
-transactions (the daily job: one per batch; a disconnect: the request's). Files of deleted
-documents leave the store only after the rows' transaction committed (`remove_files`), so
-a rolled-back purge never leaves a document without its bytes.
+transactions (the daily job: one per batch; a disconnect: the request's). Deleting a
+document row queues its file in the same transaction (sql/190); the file leaves the store
+after the commit (`app.platform.documents.remove_deleted_files`), so a rolled-back purge
+never leaves a document without its bytes, and a crash after the commit leaves the file
+queued for the periodic removal job, not forgotten.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.platform.documents import DocumentStorage
 from app.retention import repository
 from app.retention.repository import PurgeCounts, Receipt, Scope
 from app.settings.service import get_module_settings
-
-logger = logging.getLogger(__name__)
 
 BATCH_EMAILS = 5_000
 """Emails per transaction: a big purge never holds one long transaction or lock set."""
@@ -53,7 +49,6 @@ class AccountPurge:
 @dataclass(frozen=True, slots=True)
 class Step:
     emails: int
-    storage_keys: list[str]
 
     @property
     def last(self) -> bool:
@@ -73,7 +68,7 @@ async def purge_step(session: AsyncSession, purge: AccountPurge) -> Step:
         remember_ids=purge.scope == "retention",
     )
     if outcome.counts.emails == 0 and (purge.receipt_id is not None or purge.scope == "retention"):
-        return Step(0, [])
+        return Step(0)
     purge.counts = purge.counts + outcome.counts
     if purge.receipt_id is None:
         purge.receipt_id = await repository.insert_receipt(
@@ -81,15 +76,13 @@ async def purge_step(session: AsyncSession, purge: AccountPurge) -> Step:
         )
     else:
         await repository.update_receipt(session, purge.receipt_id, purge.counts)
-    return Step(outcome.counts.emails, outcome.storage_keys)
+    return Step(outcome.counts.emails)
 
 
 @dataclass(frozen=True, slots=True)
 class MailboxPurge:
     receipt_id: UUID | None
     counts: PurgeCounts
-    storage_keys: list[str]
-    """Files to remove from the store once the caller's transaction committed."""
 
 
 async def purge_mailbox(session: AsyncSession, org_id: UUID, account_id: UUID) -> MailboxPurge:
@@ -97,34 +90,9 @@ async def purge_mailbox(session: AsyncSession, org_id: UUID, account_id: UUID) -
     transaction, batch by batch, and write a `disconnect` receipt (even when there was no
     mail)."""
     purge = AccountPurge(org_id, account_id, "disconnect", None)
-    keys: list[str] = []
-    while True:
-        step = await purge_step(session, purge)
-        keys.extend(step.storage_keys)
-        if step.last:
-            break
-    return MailboxPurge(purge.receipt_id, purge.counts, keys)
-
-
-async def remove_files(storage: DocumentStorage, storage_keys: Sequence[str]) -> int:
-    """Delete the files of purged documents from the store (after their rows' commit).
-    A file that cannot be deleted is logged by count and left; its row is gone already."""
-    if not storage_keys:
-        return 0
-
-    def delete_all() -> int:
-        failed = 0
-        for key in storage_keys:
-            try:
-                storage.delete(key)
-            except (OSError, ValueError):
-                failed += 1
-        return failed
-
-    failed = await asyncio.to_thread(delete_all)
-    if failed:
-        logger.warning("purged document files not deleted", extra={"count": failed})
-    return len(storage_keys) - failed
+    while not (await purge_step(session, purge)).last:
+        pass
+    return MailboxPurge(purge.receipt_id, purge.counts)
 
 
 async def list_receipts(

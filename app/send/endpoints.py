@@ -45,4 +45,3 @@ async def send_email(
     result = await service.create_send(caller, body, idempotency_key=idempotency_key)
     response.headers["Location"] = f"/v1/emails/{result.id}"
     return result
-

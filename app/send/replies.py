@@ -67,9 +67,7 @@ async def complete_references(provider: MailProvider, threading: Threading) -> N
     """A driver that threads by References (Gmail) needs the original's own References from
     the provider (they are not stored); Graph's createReply sets them itself."""
     if not (
-        provider.needs_reply_references
-        and threading.reply_to_provider_id
-        and threading.in_reply_to
+        provider.needs_reply_references and threading.reply_to_provider_id and threading.in_reply_to
     ):
         return
     try:

@@ -24,9 +24,16 @@ logger = logging.getLogger(__name__)
 # plain substring tests on the lower-cased head (a regex with IGNORECASE over 8 KB of every
 # synced message cost as much as the rest of the sync loop).
 _REPORT_MARKERS = (
-    b"multipart/report", b"x-failed-recipients", b"mailer-daemon", b"postmaster@",
-    b"delivery status notification", b"undeliverable", b"undelivered mail",
-    b"delivery has failed", b"returned mail", b"failure notice",
+    b"multipart/report",
+    b"x-failed-recipients",
+    b"mailer-daemon",
+    b"postmaster@",
+    b"delivery status notification",
+    b"undeliverable",
+    b"undelivered mail",
+    b"delivery has failed",
+    b"returned mail",
+    b"failure notice",
 )
 
 

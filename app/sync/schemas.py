@@ -20,6 +20,8 @@ class PushStatus(BaseModel):
     poll_interval_seconds: int = Field(
         examples=[900], description="how often the mailbox is polled now"
     )
+
+
 class Completeness(BaseModel):
     """The last reconciliation: the provider's ids in the sync window against ours. Every
     field is null until the first one; `verified_at` is when its listing began."""

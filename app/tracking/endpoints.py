@@ -164,4 +164,3 @@ async def click(request: Request, token: TokenPath) -> RedirectResponse:
         status_code=302,
         headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
     )
-

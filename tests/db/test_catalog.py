@@ -60,12 +60,18 @@ async def test_every_org_table_has_forced_rls_and_a_policy_per_command(
         assert set(row["directory"]) <= {"r:ce_directory"}
         if row["directory"]:
             assert row["name"] in (
-                "public.ce_email_accounts", "public.ce_module_settings", "public.ce_emails",
-                "public.ce_email_tracking_events", "public.ce_oauth_states",
+                "public.ce_email_accounts",
+                "public.ce_module_settings",
+                "public.ce_emails",
+                "public.ce_email_tracking_events",
+                "public.ce_oauth_states",
                 # which orgs have audit rows to seal or a chain to verify (sql/130)
-                "public.ce_email_access_audit", "public.ce_email_audit_blocks",
+                "public.ce_email_access_audit",
+                "public.ce_email_audit_blocks",
                 # the known-ids probe answers purged ids too (sql/140)
                 "public.ce_email_purged_ids",
+                # which orgs have deleted documents' files to remove (sql/190)
+                "public.ce_document_file_removals",
             )
 
 

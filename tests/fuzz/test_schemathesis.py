@@ -120,8 +120,11 @@ def test_schemathesis_finds_no_failures(
         check=False,
     )
     tail = result.stdout[-4000:]
-    figures = [line.strip() for line in tail.splitlines()
-               if any(k in line for k in ("Selected:", "Tested:", "generated", "passed"))]
+    figures = [
+        line.strip()
+        for line in tail.splitlines()
+        if any(k in line for k in ("Selected:", "Tested:", "generated", "passed"))
+    ]
     sys.stderr.write(f"schemathesis {org_name}: {' | '.join(figures)}\n")
     assert result.returncode == 0, tail
     # it really exercised the API
