@@ -306,16 +306,33 @@ def audit_seal() -> None:
 @audit.command("verify")
 def audit_verify(
     org: Annotated[UUID | None, typer.Option(help="only this org (default: every org)")] = None,
+    anchor: Annotated[
+        str | None,
+        typer.Option(
+            help="with --org: a head printed by an earlier verify (SEQ:HASH), recorded "
+            "outside the database; that block must still be in the chain with that hash"
+        ),
+    ] = None,
 ) -> None:
-    """Recompute each org's hash chain; name the first block that no longer matches (exit 1)."""
+    """Recompute each org's hash chain; name the first block that no longer matches (exit 1).
+    Prints each org's head (SEQ:HASH): kept outside the database, it lets a later verify
+    (--anchor) see that the newest blocks were deleted with their rows."""
     from app.audit.jobs import verify_all
+    from app.audit.service import Anchor
 
-    reports = _run_as_app(lambda engine: verify_all(engine, org))
+    recorded = None
+    if anchor is not None:
+        seq, _, digest = anchor.partition(":")
+        if org is None or not seq.isdigit() or len(digest) != 64:
+            raise typer.BadParameter("--anchor is SEQ:HASH (64 hex digits) and needs --org")
+        recorded = Anchor(int(seq), digest.lower())
+    reports = _run_as_app(lambda engine: verify_all(engine, org, recorded))
     broken = [r for r in reports if not r.intact]
     for r in reports:
         if r.intact:
             span = f" (blocks {r.first_seq}..{r.last_seq})" if r.blocks else ""
-            typer.echo(f"org {r.org_id}: intact, {r.blocks} blocks{span}, {r.rows} rows")
+            head = f", head {r.last_seq}:{r.head_hash}" if r.blocks else ""
+            typer.echo(f"org {r.org_id}: intact, {r.blocks} blocks{span}, {r.rows} rows{head}")
         else:
             typer.echo(f"org {r.org_id}: BROKEN at block {r.broken_seq}: {r.reason}")
     typer.echo(

@@ -53,9 +53,11 @@ async def seal_all(engine: AsyncEngine) -> SealReport:
     return report
 
 
-async def verify_all(engine: AsyncEngine, org_id: UUID | None = None) -> list[ChainReport]:
+async def verify_all(
+    engine: AsyncEngine, org_id: UUID | None = None, anchor: service.Anchor | None = None
+) -> list[ChainReport]:
     """Own transaction: one read-only transaction per org; every org with audit rows or
-    blocks unless `org_id` is given."""
+    blocks unless `org_id` is given (an anchor is that org's)."""
     if org_id is None:
         async with system_transaction(engine) as session:
             org_ids = await repository.orgs_with_audit(
@@ -66,7 +68,7 @@ async def verify_all(engine: AsyncEngine, org_id: UUID | None = None) -> list[Ch
     reports = []
     for org in org_ids:
         async with org_transaction(engine, org) as session:
-            reports.append(await service.verify_org(session, org))
+            reports.append(await service.verify_org(session, org, anchor))
     return reports
 
 

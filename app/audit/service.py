@@ -7,6 +7,7 @@ back leaves no row, and a row is never missing for a read that was answered.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -127,15 +128,50 @@ class ChainReport:
     last_seq: int | None
     broken_seq: int | None = None
     reason: str | None = None
+    head_hash: str | None = None
+    """The newest block's hash: recorded outside the database, it is an anchor (below)."""
 
     @property
     def intact(self) -> bool:
         return self.broken_seq is None
 
 
-async def verify_org(session: AsyncSession, org_id: UUID) -> ChainReport:
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """A block's sequence number and hash as recorded outside the database (the `head` a
+    verification printed). The chain alone cannot show that its newest blocks were deleted
+    together with their rows; a recorded head can."""
+
+    seq: int
+    hash: str
+
+
+async def verify_org(
+    session: AsyncSession, org_id: UUID, anchor: Anchor | None = None
+) -> ChainReport:
     """Recompute the org's chain from its oldest remaining block (older ones may have been
-    deleted by retention, whole); stop at the first block that no longer matches."""
+    deleted by retention, whole); stop at the first block that no longer matches. With an
+    anchor, that block must still be in the chain with that hash (an anchor older than the
+    oldest remaining block was deleted by retention and is not checked)."""
+    report = await _verify_chain(session, org_id)
+    if anchor is None or not report.intact:
+        return report
+    if report.last_seq is None or anchor.seq > report.last_seq:
+        return dataclasses.replace(
+            report,
+            broken_seq=anchor.seq,
+            reason="the recorded block is gone: the newest blocks were deleted",
+        )
+    if report.first_seq is not None and anchor.seq >= report.first_seq:
+        block = await repository.block(session, anchor.seq)
+        if block is None or block.hash != anchor.hash:
+            return dataclasses.replace(
+                report, broken_seq=anchor.seq, reason="its hash is not the recorded one"
+            )
+    return report
+
+
+async def _verify_chain(session: AsyncSession, org_id: UUID) -> ChainReport:
     chain = await repository.blocks(session)
     rows = 0
     expected_prev: str | None = None
@@ -160,4 +196,4 @@ async def verify_org(session: AsyncSession, org_id: UUID) -> ChainReport:
             return broken(block, "its rows no longer hash to the sealed hash")
         rows += len(members)
         expected_prev = block.hash
-    return ChainReport(org_id, len(chain), rows, first, last)
+    return ChainReport(org_id, len(chain), rows, first, last, head_hash=expected_prev)

@@ -171,6 +171,53 @@ async def test_rewriting_a_block_hash_breaks_the_next_link(
     )
 
 
+async def test_a_recorded_head_shows_that_the_newest_blocks_were_deleted(
+    app_engine: AsyncEngine,
+    owner_engine: AsyncEngine,
+    make_org: MakeOrg,
+    test_settings: Settings,
+) -> None:
+    org: Org = await make_org("Anchor")
+    await _audit_rows(owner_engine, org, 2)
+    await jobs.seal_all(app_engine)
+    newest = await _audit_rows(owner_engine, org, 2)
+    await jobs.seal_all(app_engine)
+    verified = await asyncio.to_thread(_cli, test_settings, "verify", "--org", str(org.id))
+    head = f"2:{(await _block(owner_engine, org, 2))['hash']}"
+    assert f"4 rows, head {head}" in verified.stdout
+    older = f"1:{(await _block(owner_engine, org, 1))['hash']}"
+
+    # someone with database access deletes the newest block and its rows: the chain that is
+    # left is whole, so verification alone cannot tell ...
+    await insert(owner_engine, "DELETE FROM ce_email_access_audit WHERE id = ANY(:ids)", ids=newest)
+    await insert(
+        owner_engine, "DELETE FROM ce_email_audit_blocks WHERE org_id = :o AND seq = 2", o=org.id
+    )
+    alone = await asyncio.to_thread(_cli, test_settings, "verify", "--org", str(org.id))
+    assert alone.returncode == 0
+    # ... the head recorded outside the database can
+    anchored = await asyncio.to_thread(
+        _cli, test_settings, "verify", "--org", str(org.id), "--anchor", head
+    )
+    assert anchored.returncode == 1
+    assert (
+        f"org {org.id}: BROKEN at block 2: the recorded block is gone: "
+        "the newest blocks were deleted" in anchored.stdout
+    )
+    # an older recorded head that is still there passes; a forged hash does not
+    assert (
+        await asyncio.to_thread(
+            _cli, test_settings, "verify", "--org", str(org.id), "--anchor", older
+        )
+    ).returncode == 0
+    [forged] = await jobs.verify_all(app_engine, org.id, service.Anchor(1, "0" * 64))
+    assert (forged.broken_seq, forged.reason) == (1, "its hash is not the recorded one")
+    # an anchor needs an org and the printed shape
+    bad = await asyncio.to_thread(_cli, test_settings, "verify", "--anchor", older)
+    assert bad.returncode == 2
+    assert "SEQ:HASH" in bad.stderr
+
+
 async def _block(owner_engine: AsyncEngine, org: Org, seq: int) -> dict[str, Any]:
     async with owner_engine.connect() as conn:
         row = (
