@@ -7,12 +7,17 @@ connection never carries one org's context into another's transaction.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from uuid import UUID
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+logger = logging.getLogger(__name__)
+
+_UNDO_ON_ROLLBACK = "ce_undo_on_rollback"
 
 _SET_CONTEXT = text(
     "SELECT set_config('app.org_id', :org_id, true), set_config('app.user_id', :user_id, true)"
@@ -38,14 +43,40 @@ async def acting_for_the_service(
     await set_org_context(session, org_id, user_id)
 
 
+def undo_on_rollback(session: AsyncSession, action: Callable[[], None]) -> None:
+    """Register work done outside the database for this transaction (a document's file
+    written to the store) to be undone if the transaction fails before its commit, so a
+    rolled-back page leaves no file behind. Not run when the commit itself fails: the
+    commit may have happened, and a document must never lose its bytes."""
+    session.info.setdefault(_UNDO_ON_ROLLBACK, []).append(action)
+
+
+def _undo(session: AsyncSession) -> None:
+    # Synchronous on purpose: it also runs when the task is being cancelled.
+    failed = 0
+    for action in session.info.pop(_UNDO_ON_ROLLBACK, []):
+        try:
+            action()
+        except (OSError, ValueError):
+            failed += 1
+    if failed:
+        logger.warning("work outside a rolled-back transaction not undone", extra={"count": failed})
+
+
 @asynccontextmanager
 async def org_transaction(
     engine: AsyncEngine, org_id: UUID, user_id: UUID | None = None
 ) -> AsyncIterator[AsyncSession]:
-    """A session in one transaction scoped to `org_id`: commits on success, rolls back on error."""
+    """A session in one transaction scoped to `org_id`: commits on success, rolls back on
+    error (undoing what `undo_on_rollback` registered)."""
     async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
         await set_org_context(session, org_id, user_id)
-        yield session
+        try:
+            yield session
+        except BaseException:
+            _undo(session)
+            raise
+        session.info.pop(_UNDO_ON_ROLLBACK, None)
 
 
 @asynccontextmanager

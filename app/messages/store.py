@@ -19,12 +19,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.rls import undo_on_rollback
 from app.events import synced_payload
 from app.matching import repository as matching_repository
 from app.matching.service import LinkKeys, Matches, link_keys, match_links, same_address
@@ -160,7 +161,8 @@ async def _store_documents(
     max_bytes: int,
 ) -> dict[tuple[UUID, int], UUID]:
     """Attachment bytes into PF-11: the storage first (one thread hop per page), then the
-    document rows. Returns document ids by (email id, attachment position)."""
+    document rows. Returns document ids by (email id, attachment position). A page whose
+    transaction fails takes its files back out of the store (`undo_on_rollback`)."""
     wanted = [
         (r.id, i, a)
         for r in rows
@@ -174,6 +176,8 @@ async def _store_documents(
         return [storage.put(a.content) for _, _, a in wanted]
 
     keys = await asyncio.to_thread(put_all)
+    for key in keys:
+        undo_on_rollback(session, partial(storage.delete, key))
     documents = []
     ids: dict[tuple[UUID, int], UUID] = {}
     for (email_id, index, a), key in zip(wanted, keys, strict=True):

@@ -318,6 +318,43 @@ async def test_attachments_go_to_the_document_store_under_the_size_limit(
     assert skipped["size"] == len(big)
 
 
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+async def test_a_page_that_fails_takes_its_files_back_out_of_the_store(
+    owner_engine: AsyncEngine, app_engine: AsyncEngine, org_a: Org, tmp_path: Path
+) -> None:
+    account = await new_account(owner_engine, org_a, OWN)
+    storage = LocalDocumentStorage(tmp_path)
+    raw = build_raw(
+        sender="lab@lab.example", to=[OWN], attachments=[("result.txt", "text/plain", b"hb 13")]
+    )
+
+    async def write_then_fail() -> None:
+        async with org_transaction(app_engine, org_a.id) as session:
+            await messages_store.store_remote_messages(
+                session,
+                org_id=org_a.id,
+                account=account,
+                messages=[remote(raw)],
+                body_limit_kb=500,
+                storage=storage,
+                attachment_max_bytes=1024,
+            )
+            assert len(_files(tmp_path)) == 1  # written, in the transaction
+            raise ConnectionError("the database went away before the commit")
+
+    with pytest.raises(ConnectionError):
+        await write_then_fail()
+    assert _files(tmp_path) == []
+
+    # the same page committed keeps its file
+    result = await store(app_engine, org_a, account, [remote(raw)], storage=storage)
+    assert result.stored == 1
+    assert len(_files(tmp_path)) == 1
+
+
 async def test_deleting_removes_rows_links_and_activities(
     owner_engine: AsyncEngine, app_engine: AsyncEngine, org_a: Org
 ) -> None:
