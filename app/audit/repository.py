@@ -227,16 +227,6 @@ async def blocks(session: AsyncSession) -> list[Block]:
     return [Block(*r) for r in rows]
 
 
-async def block(session: AsyncSession, seq: int) -> Block | None:
-    row = (
-        await session.execute(
-            text(f"SELECT {_BLOCK_COLUMNS} FROM ce_email_audit_blocks WHERE seq = :seq"),
-            {"seq": seq},
-        )
-    ).first()
-    return Block(*row) if row is not None else None
-
-
 async def block_rows(session: AsyncSession, seq: int) -> list[AuditRow]:
     rows = await session.execute(
         text(

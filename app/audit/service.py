@@ -153,7 +153,8 @@ async def verify_org(
     deleted by retention, whole); stop at the first block that no longer matches. With an
     anchor, that block must still be in the chain with that hash (an anchor older than the
     oldest remaining block was deleted by retention and is not checked)."""
-    report = await _verify_chain(session, org_id)
+    chain = await repository.blocks(session)
+    report = await _verify_chain(session, org_id, chain)
     if anchor is None or not report.intact:
         return report
     if report.last_seq is None or anchor.seq > report.last_seq:
@@ -162,17 +163,15 @@ async def verify_org(
             broken_seq=anchor.seq,
             reason="the recorded block is gone: the newest blocks were deleted",
         )
-    if report.first_seq is not None and anchor.seq >= report.first_seq:
-        block = await repository.block(session, anchor.seq)
-        if block is None or block.hash != anchor.hash:
-            return dataclasses.replace(
-                report, broken_seq=anchor.seq, reason="its hash is not the recorded one"
-            )
+    recorded = next((b for b in chain if b.seq == anchor.seq), None)
+    if recorded is not None and recorded.hash != anchor.hash:
+        return dataclasses.replace(
+            report, broken_seq=anchor.seq, reason="its hash is not the recorded one"
+        )
     return report
 
 
-async def _verify_chain(session: AsyncSession, org_id: UUID) -> ChainReport:
-    chain = await repository.blocks(session)
+async def _verify_chain(session: AsyncSession, org_id: UUID, chain: list[Block]) -> ChainReport:
     rows = 0
     expected_prev: str | None = None
     first = chain[0].seq if chain else None

@@ -78,20 +78,20 @@ async def remove_deleted_files(
     if not keys:
         return FileRemovals(0, 0)
 
-    def remove_all() -> list[str]:
-        failed = []
+    def remove_all() -> set[str]:
+        failed = set()
         for key in keys:
             try:
                 storage.delete(key)
             except (OSError, ValueError):
-                failed.append(key)
+                failed.add(key)
         return failed
 
     failed = await asyncio.to_thread(remove_all)
-    removed = [key for key in keys if key not in set(failed)]
+    removed = [key for key in keys if key not in failed]
     if removed:
         await repository.forget_file_removals(session, removed)
     if failed:
-        await repository.note_failed_file_removals(session, failed)
+        await repository.note_failed_file_removals(session, sorted(failed))
         logger.warning("deleted documents' files not removed", extra={"count": len(failed)})
     return FileRemovals(len(removed), len(failed))

@@ -43,13 +43,6 @@ class PurgeCounts:
 
 
 @dataclass(frozen=True, slots=True)
-class BatchOutcome:
-    counts: PurgeCounts
-    storage_keys: list[str]
-    """Files of the deleted documents: removed from the store once the batch commits."""
-
-
-@dataclass(frozen=True, slots=True)
 class Receipt:
     id: UUID
     scope: Scope
@@ -101,7 +94,7 @@ _DELETE_DOCUMENTS = text(
     " AND NOT EXISTS (SELECT 1 FROM ce_email_attachments other"
     "   WHERE other.org_id = d.org_id AND other.document_id = d.id"
     "     AND other.email_id <> ALL(CAST(:ids AS uuid[]))) "
-    "RETURNING d.storage_key"
+    "RETURNING 1"
 )
 
 
@@ -112,7 +105,7 @@ async def delete_batch(
     before: datetime | None,
     limit: int,
     remember_ids: bool,
-) -> BatchOutcome:
+) -> PurgeCounts:
     """Delete up to `limit` of the account's emails (those that occurred before `before`;
     all when it is None), oldest first, with everything that hangs on them. With
     `remember_ids`, their provider ids are kept so no sync fetches them again."""
@@ -130,12 +123,13 @@ async def delete_batch(
         )
     ).all()
     if not batch:
-        return BatchOutcome(PurgeCounts(), [])
+        return PurgeCounts()
     ids = [row[0] for row in batch]
     links, activities, participants, attachments, events, tracked = (
         await session.execute(_COUNT_CHILDREN, {"ids": ids})
     ).one()
-    storage_keys = list((await session.execute(_DELETE_DOCUMENTS, {"ids": ids})).scalars())
+    # each deleted document queues its file for removal (sql/190)
+    documents = len((await session.execute(_DELETE_DOCUMENTS, {"ids": ids})).all())
     if remember_ids:
         await session.execute(
             text(
@@ -156,7 +150,7 @@ async def delete_batch(
             {"a": account_id, "ids": ids},
         )
     ).scalar_one()
-    counts = PurgeCounts(
+    return PurgeCounts(
         emails=int(emails),
         links=int(links),
         activities=int(activities),
@@ -164,9 +158,8 @@ async def delete_batch(
         attachments=int(attachments),
         tracking_events=int(events),
         tracked_links=int(tracked),
-        documents=len(storage_keys),
+        documents=documents,
     )
-    return BatchOutcome(counts, storage_keys)
 
 
 async def insert_receipt(

@@ -60,23 +60,23 @@ async def purge_step(session: AsyncSession, purge: AccountPurge) -> Step:
     transaction, so the receipt always says what was committed. Retention remembers the
     purged provider ids (no sync fetches them again); a disconnect deletes the account
     afterwards, and its ids with it."""
-    outcome = await repository.delete_batch(
+    counts = await repository.delete_batch(
         session,
         purge.account_id,
         before=purge.cutoff,
         limit=BATCH_EMAILS,
         remember_ids=purge.scope == "retention",
     )
-    if outcome.counts.emails == 0 and (purge.receipt_id is not None or purge.scope == "retention"):
+    if counts.emails == 0 and (purge.receipt_id is not None or purge.scope == "retention"):
         return Step(0)
-    purge.counts = purge.counts + outcome.counts
+    purge.counts = purge.counts + counts
     if purge.receipt_id is None:
         purge.receipt_id = await repository.insert_receipt(
             session, purge.org_id, purge.scope, purge.account_id, purge.cutoff, purge.counts
         )
     else:
         await repository.update_receipt(session, purge.receipt_id, purge.counts)
-    return Step(outcome.counts.emails)
+    return Step(counts.emails)
 
 
 @dataclass(frozen=True, slots=True)
