@@ -295,9 +295,14 @@ def audit_seal() -> None:
     then apply the audit retention."""
     from dataclasses import asdict
 
-    from app.audit.jobs import seal_all
+    from app.audit.jobs import purge_all, seal_all
 
-    report = _run_as_app(seal_all)
+    async def seal_then_purge(engine: Any) -> Any:
+        report = await seal_all(engine)
+        report.purged_blocks, report.purged_rows = await purge_all(engine)
+        return report
+
+    report = _run_as_app(seal_then_purge)
     payload = asdict(report)
     payload["org_ids"] = [str(o) for o in report.org_ids]
     _emit(payload)

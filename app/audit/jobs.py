@@ -31,26 +31,38 @@ class SealReport:
     blocks: int = 0
     rows: int = 0
     purged_blocks: int = 0
+    """Filled by `purge_all` where a caller runs both (`ce-email audit seal`)."""
     purged_rows: int = 0
     org_ids: list[UUID] = field(default_factory=list)
 
 
 async def seal_all(engine: AsyncEngine) -> SealReport:
-    """Own transaction: one per org. Seals every org's unsealed rows, then deletes the
-    org's blocks past its audit retention (only sealed rows ever are)."""
+    """Own transaction: one per org. Seals every org's unsealed rows."""
     async with system_transaction(engine) as session:
         org_ids = await repository.orgs_with_audit(session, unsealed_only=True, limit=ORGS_PER_RUN)
     report = SealReport(org_ids=org_ids)
     for org_id in org_ids:
         async with org_transaction(engine, org_id) as session:
             blocks, rows = await service.seal_org(session, org_id)
-            purged_blocks, purged_rows = await repository.purge_expired(session)
         report.orgs += 1
         report.blocks += blocks
         report.rows += rows
-        report.purged_blocks += purged_blocks
-        report.purged_rows += purged_rows
     return report
+
+
+async def purge_all(engine: AsyncEngine) -> tuple[int, int]:
+    """Own transaction: one per org. Deletes, in every org with an audit (quiet ones too:
+    an org that stopped reading mail still ages out), the whole oldest blocks past its
+    `email_audit_retention_days` (only sealed rows ever are). Returns (blocks, rows)."""
+    async with system_transaction(engine) as session:
+        org_ids = await repository.orgs_with_audit(session, unsealed_only=False, limit=ORGS_PER_RUN)
+    blocks = rows = 0
+    for org_id in org_ids:
+        async with org_transaction(engine, org_id) as session:
+            purged_blocks, purged_rows = await repository.purge_expired(session)
+        blocks += purged_blocks
+        rows += purged_rows
+    return blocks, rows
 
 
 async def verify_all(
@@ -77,8 +89,14 @@ async def verify_all(
 async def seal_email_audit(timestamp: int) -> None:
     """Every 10 minutes: seal the audit rows written since the last run, org by org."""
     report = await seal_all(RUNTIME.require().engine)
-    if report.blocks or report.purged_blocks:
-        logger.info(
-            "email audit sealed",
-            extra={"count": report.rows, "processed": report.blocks, "deleted": report.purged_rows},
-        )
+    if report.blocks:
+        logger.info("email audit sealed", extra={"count": report.rows, "processed": report.blocks})
+
+
+@blueprint.periodic(cron="53 3 * * *", periodic_id="audit-retention")
+@blueprint.task(name="purge_email_audit", queue=QUEUE_MAINTENANCE, queueing_lock="audit-retention")
+async def purge_email_audit(timestamp: int) -> None:
+    """Daily: delete the audit blocks past each org's audit retention, whole."""
+    blocks, rows = await purge_all(RUNTIME.require().engine)
+    if blocks:
+        logger.info("email audit purged", extra={"count": blocks, "deleted": rows})
