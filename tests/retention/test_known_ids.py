@@ -16,14 +16,9 @@ from tests.fixtures.orgs import Org
 
 pytestmark = pytest.mark.asyncio
 
-PURGED_BRANCH = (
-    "SELECT purged.provider_message_id "
-    "FROM unnest(CAST(:ids AS text[])) AS listed(provider_message_id) "
-    "CROSS JOIN LATERAL (SELECT p.provider_message_id FROM ce_email_purged_ids p "
-    " WHERE p.org_id = NULLIF(current_setting('app.org_id', true), '')::uuid "
-    " AND p.account_id = :a AND p.provider_message_id = listed.provider_message_id "
-    " LIMIT 1) AS purged"
-)
+# The body of the function the sync calls, with its parameters as bind parameters: the
+# plan checked below is the installed function's, not a copy of it.
+FUNCTION_BODY = "SELECT prosrc FROM pg_proc WHERE proname = 'ce_known_provider_ids'"
 
 
 async def test_purged_ids_are_known_to_the_sync_of_their_account_only(
@@ -47,13 +42,17 @@ async def test_purged_ids_are_known_to_the_sync_of_their_account_only(
 
     async with owner_engine.connect() as conn:
         await conn.execute(text("SELECT set_config('app.org_id', :o, false)"), {"o": str(org_a.id)})
+        body = (await conn.execute(text(FUNCTION_BODY))).scalar_one()
+        query = body.replace("p_account_id", "CAST(:a AS uuid)").replace(
+            "p_provider_ids", "CAST(:ids AS text[])"
+        )
         plan = "\n".join(
             row[0]
-            for row in await conn.execute(
-                text(f"EXPLAIN {PURGED_BRANCH}"), {"ids": asked, "a": account}
-            )
+            for row in await conn.execute(text(f"EXPLAIN {query}"), {"ids": asked, "a": account})
         )
-    assert "Index" in plan, plan
+    # both branches probe their table's (account, provider id) index
+    assert "ce_email_purged_ids_probe" in plan, plan
+    assert "ce_emails_provider_id" in plan, plan
     assert "Seq Scan on ce_email_purged_ids" not in plan, plan
 
 

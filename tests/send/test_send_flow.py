@@ -504,18 +504,19 @@ async def test_tracking_instruments_the_html_as_the_org_and_the_request_say(
     owner_engine: AsyncEngine,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The call into app.tracking.instrument (a stand-in here): made in the job, before the
-    message is built, only when tracking is on."""
+    """The call into app.tracking.instrument (the real one, watched): made in the job,
+    before the message is built, only when tracking is on."""
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from app.send import runner
 
     calls: list[dict[str, Any]] = []
+    real_instrument_html = runner.instrument_html
 
     async def instrument_html(session: Any, **kwargs: Any) -> str:
         assert isinstance(session, AsyncSession)
         calls.append(kwargs)
-        return kwargs["html"] + f'<img src="{kwargs["base_url"]}/t/o/TOKEN" width="1">'
+        return await real_instrument_html(session, **kwargs)
 
     monkeypatch.setattr(runner, "instrument_html", instrument_html)
 
@@ -545,7 +546,7 @@ async def test_tracking_instruments_the_html_as_the_org_and_the_request_say(
     [sent] = await sent_log(client, "gmail", mailbox)
     html = parse(sent["raw"]).get_body(preferencelist=("html",))
     assert html is not None
-    assert 'src="https://track.clinic.example/t/o/TOKEN"' in html.get_content()
+    assert 'src="https://track.clinic.example/t/o/' in html.get_content()
     stored = await email_row(owner_engine, first.json()["id"])
     assert stored["html_body"] == "<p>Hi</p>", "the stored copy has no pixel"
 
@@ -558,6 +559,10 @@ async def test_tracking_instruments_the_html_as_the_org_and_the_request_say(
     await post_send(client, org.headers("member"), base)
     await drain(routes)
     assert len(calls) == 1, "tracking off on the request, then for the org: no instrumentation"
+    for later in (await sent_log(client, "gmail", mailbox))[1:]:
+        later_html = parse(later["raw"]).get_body(preferencelist=("html",))
+        assert later_html is not None
+        assert "/t/o/" not in later_html.get_content()
     assert len(await sent_log(client, "gmail", mailbox)) == 3
 
 
