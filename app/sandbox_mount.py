@@ -3,30 +3,29 @@
 The sandbox is a package of its own that knows nothing of the service; this module turns
 the service's settings (whose environment variable names SANDBOX.md fixes) into its
 `SandboxConfig`, mounts it in the service when CE_SANDBOX=1 and builds the standalone app
-of `ce-email sandbox`.
+of `ce-email sandbox`. The sandbox is imported only then: a production process (where it
+is refused) never loads its code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import httpx
 from fastapi import FastAPI
 
 from app.config import Settings
-from sandbox import (
-    SANDBOX_PREFIX,
-    OAuthClient,
-    SandboxConfig,
-    SandboxState,
-    create_sandbox_app,
-    create_standalone_app,
-)
+
+if TYPE_CHECKING:
+    from sandbox import SandboxConfig, SandboxState
 
 
 def sandbox_config(settings: Settings) -> SandboxConfig:
     """The sandbox's view of the settings: the registered OAuth clients, where it sends
     users back and pushes to, and the SANDBOX_* knobs."""
+    from sandbox import OAuthClient, SandboxConfig
+
     return SandboxConfig(
         public_base_url=settings.public_base_url,
         gmail_client=OAuthClient(
@@ -52,10 +51,14 @@ def mount_sandbox(
     clients from `push_client_factory`); otherwise do nothing."""
     if not settings.ce_sandbox:
         return
+    from sandbox import SANDBOX_PREFIX, SandboxState, create_sandbox_app
+
     state = SandboxState(push_client_factory=push_client_factory)
     app.mount(SANDBOX_PREFIX, create_sandbox_app(sandbox_config(settings), state))
 
 
 def standalone_sandbox_app(settings: Settings, state: SandboxState | None = None) -> FastAPI:
     """`ce-email sandbox`: the sandbox alone, under the same `/_sandbox` paths."""
+    from sandbox import create_standalone_app
+
     return create_standalone_app(sandbox_config(settings), state)

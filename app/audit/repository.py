@@ -119,7 +119,8 @@ async def list_entries(
 
 
 async def mailbox_owner_of(session: AsyncSession, email_id: UUID) -> UUID | None:
-    """The user who connected the mailbox holding the email."""
+    """The user who connected the mailbox holding the email; None when the email does not
+    exist for the caller (row-level security hides it)."""
     result = await session.execute(
         text(
             "SELECT a.owner_user_id FROM ce_emails e "

@@ -21,7 +21,6 @@ from app.audit.repository import Action, AuditEntry, AuditQuery, Block
 from app.auth.deps import Caller
 from app.errors import Forbidden, NotFound
 from app.logs import request_id_var
-from app.messages.repository.reads import email_detail_row
 
 # Rows per block: a block is read whole when verified, so it stays a bounded read.
 BLOCK_ROWS = 5000
@@ -77,13 +76,12 @@ async def email_access(
 ) -> EntryPage:
     """Who read this email: for the mailbox's owner and org admins. An email the caller
     cannot see is not found (its existence is not revealed)."""
-    visible = await email_detail_row(caller.session, email_id)
-    if visible is None:
+    # None: the email does not exist for the caller (RLS), whoever owns it
+    owner = await repository.mailbox_owner_of(caller.session, email_id)
+    if owner is None:
         raise NotFound("No such email")
-    if not caller.is_admin:
-        owner = await repository.mailbox_owner_of(caller.session, email_id)
-        if owner != caller.user_id:
-            raise Forbidden("Only the mailbox's owner or an org admin may see who read it")
+    if not caller.is_admin and owner != caller.user_id:
+        raise Forbidden("Only the mailbox's owner or an org admin may see who read it")
     return await entries(caller.session, AuditQuery(email_id=email_id), after=after, limit=limit)
 
 

@@ -24,7 +24,7 @@ from app.errors import BadRequest, NotFound
 from app.matching import repository as matching_repository
 from app.matching.normalize import candidate_partner_domains, normalize_address
 from app.messages.repository import reads as repository
-from app.messages.repository.reads import EmailDetailRow, EmailSummary, TimelineFilter
+from app.messages.repository.reads import EmailSummary, TimelineFilter
 from app.messages.sanitize import sanitize_html
 from app.messages.schemas import (
     Address,
@@ -147,15 +147,10 @@ async def partner_timeline(
     return await list_timeline(caller, f, cursor=cursor, limit=limit)
 
 
-async def _visible_email(caller: Caller, email_id: UUID) -> EmailDetailRow:
+async def email_detail(caller: Caller, email_id: UUID) -> EmailDetail:
     row = await repository.email_detail_row(caller.session, email_id)
     if row is None:
         raise NotFound("No such email")
-    return row
-
-
-async def email_detail(caller: Caller, email_id: UUID) -> EmailDetail:
-    row = await _visible_email(caller, email_id)
     contact_ids, partner_ids = (await _links_by_email(caller.session, [email_id]))[email_id]
 
     # Which linked contact / partner each participant stands for.
@@ -231,7 +226,8 @@ class AttachmentContent:
 async def attachment_content(
     caller: Caller, email_id: UUID, attachment_id: UUID, storage: DocumentStorage
 ) -> AttachmentContent:
-    await _visible_email(caller, email_id)
+    if not await repository.email_exists(caller.session, email_id):
+        raise NotFound("No such email")
     row = await repository.attachment_document(caller.session, email_id, attachment_id)
     if row is None:
         raise NotFound("No such attachment, or its content is not stored")

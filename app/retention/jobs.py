@@ -71,7 +71,8 @@ async def run_retention(
             while True:
                 async with org_transaction(engine, org) as session:
                     step = await service.purge_step(session, purge)
-                report.files_removed += await remove_files_of_org(engine, storage, org)
+                if step.documents:
+                    report.files_removed += await remove_files_of_org(engine, storage, org)
                 if step.last:
                     break
             if purge.receipt_id is not None:

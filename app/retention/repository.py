@@ -215,16 +215,3 @@ async def list_receipts(
         params,
     )
     return [Receipt(*row) for row in rows]
-
-
-async def purged_provider_ids(session: AsyncSession, account_id: UUID, since: datetime) -> set[str]:
-    """Provider ids of the account's mail that occurred since `since` and was purged by
-    retention (reconciliation leaves them out of what it fetches)."""
-    rows = await session.execute(
-        text(
-            "SELECT provider_message_id FROM ce_email_purged_ids "
-            "WHERE account_id = :a AND occurred_at >= :since"
-        ),
-        {"a": account_id, "since": since},
-    )
-    return set(rows.scalars())

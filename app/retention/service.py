@@ -49,6 +49,8 @@ class AccountPurge:
 @dataclass(frozen=True, slots=True)
 class Step:
     emails: int
+    documents: int = 0
+    """Documents deleted: their files were queued for removal (sql/190)."""
 
     @property
     def last(self) -> bool:
@@ -76,23 +78,16 @@ async def purge_step(session: AsyncSession, purge: AccountPurge) -> Step:
         )
     else:
         await repository.update_receipt(session, purge.receipt_id, purge.counts)
-    return Step(counts.emails)
+    return Step(counts.emails, counts.documents)
 
 
-@dataclass(frozen=True, slots=True)
-class MailboxPurge:
-    receipt_id: UUID | None
-    counts: PurgeCounts
-
-
-async def purge_mailbox(session: AsyncSession, org_id: UUID, account_id: UUID) -> MailboxPurge:
+async def purge_mailbox(session: AsyncSession, org_id: UUID, account_id: UUID) -> None:
     """Delete all of an account's mail (a disconnect with purge) in the caller's
     transaction, batch by batch, and write a `disconnect` receipt (even when there was no
     mail)."""
     purge = AccountPurge(org_id, account_id, "disconnect", None)
     while not (await purge_step(session, purge)).last:
         pass
-    return MailboxPurge(purge.receipt_id, purge.counts)
 
 
 async def list_receipts(

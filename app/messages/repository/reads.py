@@ -181,6 +181,12 @@ async def email_detail_row(session: AsyncSession, email_id: UUID) -> EmailDetail
     return EmailDetailRow(*row) if row is not None else None
 
 
+async def email_exists(session: AsyncSession, email_id: UUID) -> bool:
+    """Whether the email exists for the viewer (RLS hides a mailbox they may not see)."""
+    row = await session.execute(text("SELECT 1 FROM ce_emails WHERE id = :id"), {"id": email_id})
+    return row.first() is not None
+
+
 @dataclass(frozen=True, slots=True)
 class AttachmentRow:
     id: UUID
