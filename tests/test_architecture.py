@@ -403,15 +403,9 @@ def test_transactions_open_only_at_the_edges() -> None:
     )
 
 
-def test_every_allowed_edge_exists_or_is_awaited() -> None:
-    """An edge that no longer exists is a stale permission; the sync pipeline's module is
-    named by its split and may not exist yet."""
-    awaited = {"app/sync/pipeline.py"}
-    stale = [
-        pattern
-        for pattern in TRANSACTION_EDGES
-        if pattern not in awaited and not any(ROOT.glob(pattern))
-    ]
+def test_every_allowed_edge_exists() -> None:
+    """An edge that no longer exists is a stale permission."""
+    stale = [pattern for pattern in TRANSACTION_EDGES if not any(ROOT.glob(pattern))]
     assert not stale
 
 

@@ -349,6 +349,9 @@ async def test_a_fault_during_reconciliation_loses_and_duplicates_nothing(
             if outcome is not None:
                 break
         assert outcome is not None
+        # the fault did strike the reconciliation (else this is a plain run)
+        left = (await client.get(f"/_sandbox/{provider}/faults")).json()["faults"]
+        assert [f for f in left if f["kind"] == fault and f["count"] == 2] == [], left
     finally:
         await client.delete(f"/_sandbox/{provider}/faults")
     # nothing missing, nothing twice; a stored message that `delete_before_get` deleted

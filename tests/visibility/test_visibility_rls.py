@@ -149,7 +149,9 @@ async def test_a_shared_thread_shows_whole_until_withdrawn(
     for marker in markers(mail).values():
         assert containing(shared, marker)
     async with owner_engine.begin() as conn:
-        await conn.execute(text("DELETE FROM ce_email_thread_shares"))
+        await conn.execute(
+            text("DELETE FROM ce_email_thread_shares WHERE org_id = :o"), {"o": org_a.id}
+        )
     withdrawn = await everything_readable(app_engine, org_a.id, member)
     assert containing(withdrawn, mail.body) == []
     assert containing(withdrawn, mail.subject) == []
