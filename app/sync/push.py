@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.context import ServiceContext
 from app.providers.base import MailProvider, PushChannel, PushNotice
-from app.providers.errors import ProviderError
+from app.providers.errors import NotFound, ProviderError
 from app.sync import repository
 from app.sync.repository import PushRecord
 
@@ -64,9 +64,15 @@ async def register_push(
     current: PushRecord | None,
     *,
     force: bool = False,
+    replace: bool = False,
 ) -> PushChannel | None:
     """Register (or renew) push for the mailbox when its channel is due for renewal (or
-    `force`); the new channel to store, or None. A failure leaves polling as the fallback."""
+    `force`); the channel to store, or None. A failure leaves polling as the fallback.
+
+    A channel the account holds is renewed in place (Graph: PATCH the subscription's
+    expiry; Gmail: watch again), so renewals never pile up subscriptions at the provider
+    (Graph allows 1,000 per mailbox); one the provider no longer knows, or `replace`, is
+    registered anew."""
     if (
         not force
         and current is not None
@@ -75,7 +81,17 @@ async def register_push(
     ):
         return None
     callback = f"{ctx.settings.public_base_url}{CALLBACK_PATH}"
+    held = (
+        None
+        if replace or current is None or current.channel_id is None or current.expires_at is None
+        else PushChannel(current.channel_id, current.expires_at, current.resource)
+    )
     try:
+        if held is not None:
+            try:
+                return await provider.renew(held)
+            except NotFound:
+                pass  # gone at the provider: register anew
         return await provider.watch(callback, push_client_state(ctx, account_id))
     except ProviderError as exc:
         logger.warning(
@@ -100,7 +116,7 @@ async def rearm_push(
                 "stopping a silent push channel failed",
                 extra={"account_id": str(account_id), "error_type": type(exc).__name__},
             )
-    return await register_push(ctx, provider, account_id, current, force=True)
+    return await register_push(ctx, provider, account_id, current, force=True, replace=True)
 
 
 async def store_push_channel(session: AsyncSession, account_id: UUID, channel: PushChannel) -> None:

@@ -107,9 +107,12 @@ async def accept_notice(
 
 
 async def renew_push(ctx: ServiceContext, org_id: UUID, account_id: UUID, provider: str) -> None:
-    """Own transaction: register the account's push channel again and store it."""
+    """Own transactions: renew the account's push channel now (a provider's lifecycle
+    notice asked for it) and store it."""
     driver = ctx.account_provider(provider, org_id, account_id)
-    channel = await register_push(ctx, driver, account_id, None, force=True)
+    async with org_transaction(ctx.engine, org_id) as session:
+        current = await repository.push_record(session, account_id)
+    channel = await register_push(ctx, driver, account_id, current, force=True)
     if channel is not None:
         async with org_transaction(ctx.engine, org_id) as session:
             await store_push_channel(session, account_id, channel)

@@ -277,9 +277,14 @@ async def test_off_expired_renewal_and_idle_backoff(
     await _set(owner_engine, account_id, "push_expires_at = now() + interval '2 hours'")
     assert not await renewal_due()
 
-    # An expired channel is registered again by the next sync, with the provider's expiry.
+    # A channel due for renewal is renewed by the next sync, with the provider's expiry,
+    # in place: Graph's subscription is extended, not joined by a second one.
+    before = _channel_at_sandbox(app, provider, mailbox)
     await _set(owner_engine, account_id, "push_expires_at = now() - interval '1 minute'")
     await _poll(app, owner_engine, org, account_id)
+    if provider == "outlook":
+        assert _channel_at_sandbox(app, provider, mailbox) == before
+        assert len(before) == 1  # type: ignore[arg-type]
     push = await _push(client, org, account_id)
     assert push["state"] == "active"
     assert datetime.fromisoformat(push["expires_at"]) > datetime.now(
