@@ -32,6 +32,32 @@ def notify_sql(payload_expression: str) -> str:
 # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
 MAX_NOTIFY_BYTES = 7900
 
+# What says which event it is and what it is about: never cut.
+_IDENTITY = frozenset(
+    {"event", "event_id", "org_id", "email_id", "account_id", "type", "direction", "occurred_at"}
+)
+
+
+def fit_payload(body: dict[str, Any]) -> str:
+    """The event as JSON under NOTIFY's limit: while it is too long, the longest other
+    field gives way (a list keeps its first half, anything else goes) and the event says
+    `truncated: true`. A NOTIFY over the limit would fail the transaction that writes
+    what the event announces (a synced page, a click's redirect)."""
+    payload = json.dumps(body, separators=(",", ":"))
+    while len(payload.encode()) > MAX_NOTIFY_BYTES:
+        body = {**body, "truncated": True}
+        cuttable = [k for k in body if k not in _IDENTITY and k != "truncated"]
+        if not cuttable:
+            break
+        longest = max(cuttable, key=lambda k: len(json.dumps(body[k])))
+        value = body[longest]
+        if isinstance(value, list) and value:
+            body[longest] = value[: len(value) // 2]
+        else:
+            del body[longest]
+        payload = json.dumps(body, separators=(",", ":"))
+    return payload
+
 
 def synced_payload(
     *,
@@ -45,23 +71,18 @@ def synced_payload(
 ) -> str:
     """The ce.email.synced event (DESIGN §5). An email linked to so many contacts that the
     payload would pass NOTIFY's limit lists as many as fit and says `truncated: true`."""
-    body: dict[str, Any] = {
-        "event": "ce.email.synced",
-        "org_id": str(org_id),
-        "email_id": str(email_id),
-        "account_id": str(account_id),
-        "direction": direction,
-        "occurred_at": occurred_at.isoformat(),
-        "contact_ids": [str(c) for c in contact_ids],
-        "partner_ids": [str(p) for p in partner_ids],
-    }
-    payload = json.dumps(body, separators=(",", ":"))
-    while len(payload.encode()) > MAX_NOTIFY_BYTES:
-        body["truncated"] = True
-        longest = max(("contact_ids", "partner_ids"), key=lambda k: len(body[k]))
-        body[longest] = body[longest][: len(body[longest]) // 2]
-        payload = json.dumps(body, separators=(",", ":"))
-    return payload
+    return fit_payload(
+        {
+            "event": "ce.email.synced",
+            "org_id": str(org_id),
+            "email_id": str(email_id),
+            "account_id": str(account_id),
+            "direction": direction,
+            "occurred_at": occurred_at.isoformat(),
+            "contact_ids": [str(c) for c in contact_ids],
+            "partner_ids": [str(p) for p in partner_ids],
+        }
+    )
 
 
 def tracking_payload(
@@ -80,6 +101,7 @@ def tracking_payload(
 
 
 async def publish(session: AsyncSession, payload: dict[str, Any] | str) -> None:
-    """Publish one event in the session's transaction (delivered at its commit)."""
-    body = payload if isinstance(payload, str) else json.dumps(payload)
+    """Publish one event in the session's transaction (delivered at its commit), cut to
+    NOTIFY's limit (`fit_payload`)."""
+    body = payload if isinstance(payload, str) else fit_payload(payload)
     await session.execute(_PUBLISH, {"payload": body})

@@ -436,3 +436,34 @@ async def test_a_recorder_behind_paces_the_pixel_until_the_writer_takes_the_note
         e=email_id,
     )
     assert opens == 6
+
+
+@pytest.mark.asyncio
+async def test_a_click_on_a_very_long_link_redirects_and_its_event_fits(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    make_org: MakeOrg,
+    owner_engine: AsyncEngine,
+    test_settings: Settings,
+) -> None:
+    """A link longer than NOTIFY's payload limit: the click still redirects, and its
+    ce.email.tracking event leaves the URL out (`truncated`) instead of failing the click."""
+    _, email_id, raw = await _sent_from_new_gmail_org(client, app, make_org, "Long link")
+    long_url = "https://portal.example.org/r?q=" + "x" * 9000
+    async with owner_engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE ce_email_tracked_links SET url = :u WHERE email_id = :e"),
+            {"u": long_url, "e": email_id},
+        )
+    click_url = next(
+        link for link in re.findall(r'href="([^"]+)"', _html_of(raw)) if "/t/c/" in link
+    )
+    async with Events(test_settings) as listener:
+        r = await client.get(click_url.split("127.0.0.1:8000")[1], headers=HUMAN)
+        assert r.status_code == 302
+        assert r.headers["location"] == long_url
+    clicks = [e for e in await listener.heard(wait=1) if e.get("type") == "clicked"]
+    assert len(clicks) == 1, clicks
+    assert clicks[0]["email_id"] == email_id
+    assert clicks[0]["truncated"] is True
+    assert "link_url" not in clicks[0]
