@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import csv
 import io
-import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -17,14 +14,11 @@ from app.audit import service
 from app.audit.repository import AuditEntry, AuditQuery
 from app.audit.schemas import AuditEntryOut, AuditPage
 from app.auth.deps import AdminDep, CallerDep
-from app.errors import BadRequest, UnprocessableEntity
+from app.errors import UnprocessableEntity
+from app.pagination import CursorQuery, LimitQuery, decode_cursor, encode_cursor
 
 router = APIRouter(prefix="/v1", tags=["audit"])
 
-CursorQuery = Annotated[
-    str | None, Query(max_length=512, description="next_cursor of the previous page")
-]
-LimitQuery = Annotated[int, Query(ge=1, le=100, description="page size")]
 CSV_TYPE = "text/csv"
 CSV_COLUMNS = (
     "occurred_at",
@@ -36,25 +30,6 @@ CSV_COLUMNS = (
     "id",
     "sealed",
 )
-
-
-def encode_cursor(occurred_at: datetime, entry_id: UUID) -> str:
-    raw = json.dumps([occurred_at.isoformat(), str(entry_id)], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        occurred, entry_id = json.loads(raw)
-        moment = datetime.fromisoformat(occurred)
-        if moment.tzinfo is None:
-            raise ValueError("naive time")
-        return moment, UUID(entry_id)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest(
-            "The cursor is not valid; start from the first page.", field="cursor"
-        ) from None
 
 
 def _aware(moment: datetime | None) -> datetime | None:

@@ -1,24 +1,21 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from app.auth.deps import CallerDep
 from app.messages import sharing, timeline
 from app.messages.repository.reads import TimelineFilter
 from app.messages.schemas import Direction, EmailDetail, EmailPage, ThreadShare
+from app.pagination import CursorQuery, LimitQuery
 from app.platform.documents import document_storage
 
 router = APIRouter(prefix="/v1", tags=["emails"])
 
-CursorQuery = Annotated[
-    str | None, Query(max_length=512, description="next_cursor of the previous page")
-]
-LimitQuery = Annotated[int, Query(ge=1, le=100, description="page size")]
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"description": "Not found in the caller's organisation"}
 }

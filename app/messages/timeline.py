@@ -5,14 +5,11 @@ read of content appends its access-audit row in that same transaction."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import dataclasses
 import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -20,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.audit import service as audit
 from app.auth.deps import Caller
-from app.errors import BadRequest, NotFound
+from app.errors import NotFound
 from app.matching import repository as matching_repository
 from app.matching.normalize import candidate_partner_domains, normalize_address
 from app.messages.repository import reads as repository
@@ -35,30 +32,12 @@ from app.messages.schemas import (
     ParticipantOut,
     Tracking,
 )
+from app.pagination import decode_cursor, encode_cursor
 from app.platform.documents import DocumentStorage
 
 logger = logging.getLogger(__name__)
 
 Role = Literal["from", "to", "cc", "bcc"]
-
-
-def encode_cursor(occurred_at: datetime, email_id: UUID) -> str:
-    raw = json.dumps([occurred_at.isoformat(), str(email_id)], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        occurred, email_id = json.loads(raw)
-        moment = datetime.fromisoformat(occurred)
-        if moment.tzinfo is None:
-            raise ValueError("naive time")
-        return moment, UUID(email_id)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest(
-            "The cursor is not valid; start from the first page.", field="cursor"
-        ) from None
 
 
 def _address(name: str | None, address: str | None) -> Address | None:

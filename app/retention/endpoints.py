@@ -2,45 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-from datetime import datetime
-from typing import Annotated
-from uuid import UUID
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from app.auth.deps import AdminDep
-from app.errors import BadRequest
+from app.pagination import CursorQuery, LimitQuery, decode_cursor, encode_cursor
 from app.retention import service
 from app.retention.schemas import PurgeCountsOut, PurgePage, PurgeReceipt
 
 router = APIRouter(prefix="/v1", tags=["retention"])
-
-CursorQuery = Annotated[
-    str | None, Query(max_length=512, description="next_cursor of the previous page")
-]
-LimitQuery = Annotated[int, Query(ge=1, le=100, description="page size")]
-
-
-def encode_cursor(created_at: datetime, receipt_id: UUID) -> str:
-    raw = json.dumps([created_at.isoformat(), str(receipt_id)], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, receipt_id = json.loads(raw)
-        moment = datetime.fromisoformat(created)
-        if moment.tzinfo is None:
-            raise ValueError("naive time")
-        return moment, UUID(receipt_id)
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest(
-            "The cursor is not valid; start from the first page.", field="cursor"
-        ) from None
 
 
 @router.get(
