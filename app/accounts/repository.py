@@ -10,6 +10,9 @@ from uuid import UUID
 from sqlalchemy import CursorResult, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+INACTIVE = ("reauth_required", "disconnected")
+"""Statuses of a mailbox that must be connected again before anything runs for it."""
+
 
 @dataclass(frozen=True)
 class ConnectedAccount:

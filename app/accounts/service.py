@@ -26,7 +26,7 @@ from app.auth.deps import Caller
 from app.auth.repository import membership_role
 from app.context import ServiceContext
 from app.db.rls import acting_for_the_service
-from app.errors import BadRequest, Forbidden, NotFound
+from app.errors import BadRequest, Conflict, Forbidden, NotFound
 from app.providers.base import MailboxProfile, PushChannel, TokenSet
 from app.providers.errors import ProviderError
 from app.providers.oauth import StaticTokenSource
@@ -252,6 +252,16 @@ async def _visible_account(
 
 async def get_account(caller: Caller, account_id: UUID) -> Account:
     return Account.from_account(await _visible_account(caller, account_id))
+
+
+async def account_to_act_on(caller: Caller, account_id: UUID, doing: str) -> Account:
+    """The account, for its owner or an org admin to order work on (a sync, a
+    reconciliation): 404 unknown, 403 someone else's, 409 when it must be reconnected."""
+    account = await _visible_account(caller, account_id)
+    _require_owner_or_admin(caller, account)
+    if account.status in repository.INACTIVE:
+        raise Conflict(f"The mailbox must be connected again before it can {doing}")
+    return Account.from_account(account)
 
 
 def _require_owner_or_admin(caller: Caller, account: ConnectedAccount) -> None:

@@ -18,6 +18,7 @@ from uuid import UUID
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.accounts import repository
+from app.accounts.repository import INACTIVE
 from app.accounts.vault import Vault
 from app.db.rls import org_transaction
 from app.platform.notifications import notify
@@ -26,8 +27,6 @@ from app.providers.errors import AuthRevoked, ProviderError
 from app.providers.failures import Outcome, mailbox_action
 
 logger = logging.getLogger(__name__)
-
-INACTIVE = ("reauth_required", "disconnected")
 
 
 class AccountTokenSource:

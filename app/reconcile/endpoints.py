@@ -9,7 +9,6 @@ from fastapi import APIRouter
 
 from app.accounts import service as accounts_service
 from app.auth.deps import CallerDep
-from app.errors import Conflict, Forbidden
 from app.reconcile.queue import enqueue_reconcile
 from app.sync.schemas import ReconcileRequested
 
@@ -27,10 +26,6 @@ reconcile_router = APIRouter(prefix="/v1/accounts", tags=["sync"])
     },
 )
 async def request_reconcile(account_id: UUID, caller: CallerDep) -> ReconcileRequested:
-    account = await accounts_service.get_account(caller, account_id)
-    if not (caller.is_admin or account.owner_user_id == caller.user_id):
-        raise Forbidden("Only the account's owner or an org admin may do this")
-    if account.status in ("reauth_required", "disconnected"):
-        raise Conflict("The mailbox must be connected again before it can be reconciled")
+    await accounts_service.account_to_act_on(caller, account_id, "be reconciled")
     job = await enqueue_reconcile(caller.session, caller.org_id, account_id)
     return ReconcileRequested(coalesced=job is None)

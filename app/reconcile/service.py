@@ -36,8 +36,6 @@ from app.sync.pipeline import SyncRun
 
 logger = logging.getLogger(__name__)
 
-INACTIVE = ("reauth_required", "disconnected")
-
 
 async def _id_pages(
     run: SyncRun, folder: Folder, purged: set[str]
@@ -56,7 +54,7 @@ async def run_reconcile(
     unavailable provider queues the reconciliation again after its delay)."""
     async with org_transaction(ctx.engine, org_id) as session:
         account = await accounts_repository.get_account(session, account_id)
-        if account is None or account.status in INACTIVE:
+        if account is None or account.status in accounts_repository.INACTIVE:
             return None
         settings = await get_module_settings(session)
         started = datetime.now(UTC)

@@ -210,7 +210,7 @@ async def _grant_refused(ctx: ServiceContext, job: SendJob, account_id: UUID) ->
     not say so: the grant may still be good, see `mailbox_action`)."""
     async with org_transaction(ctx.engine, job.org_id) as session:
         account = await accounts_repository.get_account(session, account_id)
-    return account is None or account.status in ("reauth_required", "disconnected")
+    return account is None or account.status in accounts_repository.INACTIVE
 
 
 async def _act_on_provider_error(

@@ -18,7 +18,7 @@ from app.accounts import service as accounts_service
 from app.auth.deps import CallerDep
 from app.context import ServiceContext
 from app.db.rls import org_transaction, system_transaction
-from app.errors import BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge
+from app.errors import BadRequest, Forbidden, NotFound, PayloadTooLarge
 from app.providers.base import InvalidPush, PushNotice
 from app.providers.registry import push_format
 from app.reconcile import repository as reconcile_repository
@@ -50,11 +50,7 @@ def _ctx(request: Request) -> ServiceContext:
     },
 )
 async def request_sync(account_id: UUID, caller: CallerDep) -> SyncRequested:
-    account = await accounts_service.get_account(caller, account_id)
-    if not (caller.is_admin or account.owner_user_id == caller.user_id):
-        raise Forbidden("Only the account's owner or an org admin may do this")
-    if account.status in ("reauth_required", "disconnected"):
-        raise Conflict("The mailbox must be connected again before it can sync")
+    await accounts_service.account_to_act_on(caller, account_id, "sync")
     job = await enqueue_sync(
         caller.session, caller.org_id, account_id, reason="manual", priority=PUSH_PRIORITY
     )

@@ -36,7 +36,6 @@ logger = logging.getLogger(__name__)
 SYNC_TASK = "ce:sync_account"
 RENEW_PUSH_TASK = "ce:renew_push"
 PUSH_PRIORITY = 10  # new mail ahead of polling and backfills
-INACTIVE = ("reauth_required", "disconnected")
 
 
 async def enqueue_sync(
@@ -127,7 +126,7 @@ async def run_sync(
         account = await accounts_repository.get_account(session, account_id)
         if account is None:
             return None
-        if account.status in INACTIVE:
+        if account.status in accounts_repository.INACTIVE:
             await repository.fail_run(
                 session,
                 account_id,
