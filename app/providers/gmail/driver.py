@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -36,6 +36,7 @@ from app.providers.errors import (
     RateLimited,
 )
 from app.providers.gmail.batch import (
+    BatchPart,
     build_batch_body,
     message_resource,
     new_boundary,
@@ -54,6 +55,8 @@ from app.providers.http import (
 )
 from app.providers.oauth import GoogleOAuthClient
 from app.providers.rfc822 import b64url_decode, b64url_encode, date_of, message_id_of
+
+T = TypeVar("T")
 
 PROVIDER: ProviderName = "gmail"
 LIST_PAGE_SIZE = 500
@@ -161,21 +164,18 @@ class GmailProvider:
     async def still_in_mailbox(self, ids: Sequence[str]) -> set[str]:
         """Archiving only takes the INBOX label off, and history (messageAdded/Deleted)
         never removes archived mail from our store: so a message still exists here unless
-        it 404s or sits in TRASH or SPAM. One `messages.get` (minimal, 5 units) each."""
+        it 404s or sits in TRASH or SPAM. `messages.get` (minimal, 5 units each), batched
+        like the sync's fetches."""
+        unique = list(dict.fromkeys(ids))
         kept: set[str] = set()
-        for message_id in dict.fromkeys(ids):
-            await self.quota.spend(UNITS["get"])
-            try:
-                data = await self.http.json(
-                    "GET",
-                    f"{self._users}/messages/{quote(message_id, safe='')}",
-                    template="GET /messages/{id} (minimal)",
-                    params={"format": "minimal"},
-                )
-            except NotFound:
-                continue
-            if not {"TRASH", "SPAM"} & set(data.get("labelIds") or []):
-                kept.add(message_id)
+        for start in range(0, len(unique), self._batch_size):
+            found = await self._batch_get(
+                unique[start : start + self._batch_size], "minimal", lambda _id, part: part.json()
+            )
+            for message_id, data in found.items():
+                labels = set(data.get("labelIds") or []) if isinstance(data, dict) else None
+                if labels is not None and not {"TRASH", "SPAM"} & labels:
+                    kept.add(message_id)
         return kept
 
     async def _list_page(
@@ -275,10 +275,22 @@ class GmailProvider:
         refs: dict[str, MessageRef | None],
         folder: Folder | None,
     ) -> dict[str, RemoteMessage | None]:
-        """One batch of messages.get(format=raw); retries only the parts that failed with
-        429, a rate-limit 403 or 5xx (and 401 parts once after a refresh); 404 → None."""
+        """One batch of messages.get(format=raw), as RemoteMessages; 404 → None."""
+
+        def read(message_id: str, part: BatchPart) -> RemoteMessage:
+            data, raw = message_resource(part)
+            return self._remote_message(data, refs.get(message_id), folder, raw)
+
+        return await self._batch_get(ids, "raw", read)
+
+    async def _batch_get(
+        self, ids: list[str], fmt: str, read: Callable[[str, BatchPart], T]
+    ) -> dict[str, T | None]:
+        """One batch of messages.get(format=`fmt`), each answer through `read`; retries only
+        the parts that failed with 429, a rate-limit 403 or 5xx (and 401 parts once after a
+        refresh); 404 → None."""
         policy = self.http.policy
-        results: dict[str, RemoteMessage | None] = {}
+        results: dict[str, T | None] = {}
         pending = ids
         attempt = 0
         refreshed = False
@@ -288,7 +300,7 @@ class GmailProvider:
             boundary = new_boundary()
             body = build_batch_body(
                 [
-                    (content_id, f"GET {self._message_path(message_id)}?format=raw")
+                    (content_id, f"GET {self._message_path(message_id)}?format={fmt}")
                     for content_id, message_id in by_content_id.items()
                 ],
                 boundary,
@@ -297,7 +309,7 @@ class GmailProvider:
             response = await self.http.request(
                 "POST",
                 self.settings.gmail_batch_url,
-                template="POST /batch (messages.get raw)",
+                template=f"POST /batch (messages.get {fmt})",
                 content=body,
                 headers={"Content-Type": f"multipart/mixed; boundary={boundary}"},
                 idempotent=True,
@@ -324,10 +336,7 @@ class GmailProvider:
                     continue
                 CALLS.record(PROVIDER, part.status, kind="message_fetch")
                 if part.status == 200:
-                    data, raw = message_resource(part)
-                    results[message_id] = self._remote_message(
-                        data, refs.get(message_id), folder, raw
-                    )
+                    results[message_id] = read(message_id, part)
                 elif part.status == 404:
                     results[message_id] = None
                 elif part.status == 401:
