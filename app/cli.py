@@ -135,19 +135,27 @@ def sandbox(
     )
 
 
-def _run_with_owner(fn: Callable[[AsyncEngine, Settings], Awaitable[T]]) -> T:
+def _run(fn: Callable[[AsyncEngine, Settings], Awaitable[T]], *, as_owner: bool) -> T:
+    """Run `fn` with an engine on the database, as its owner or as the service's role."""
     from sqlalchemy.ext.asyncio import create_async_engine
 
+    from app.db.urls import app_url
+
     settings = _settings()
+    url = owner_url(settings, "asyncpg") if as_owner else app_url(settings, "asyncpg")
 
     async def main() -> T:
-        engine = create_async_engine(owner_url(settings, "asyncpg"))
+        engine = create_async_engine(url)
         try:
             return await fn(engine, settings)
         finally:
             await engine.dispose()
 
     return asyncio.run(main())
+
+
+def _run_with_owner(fn: Callable[[AsyncEngine, Settings], Awaitable[T]]) -> T:
+    return _run(fn, as_owner=True)
 
 
 def _emit(payload: Mapping[str, object]) -> None:
@@ -269,24 +277,11 @@ def dev_database_url() -> None:
     sys.stdout.write(str(_settings().database_url) + "\n")
 
 
-def _run_as_app(fn: Callable[[Any], Awaitable[T]]) -> T:
+def _run_as_app(fn: Callable[[AsyncEngine, Settings], Awaitable[T]]) -> T:
     """Runs with the service's own role (ce_app, org by org under RLS): sealing and
     verifying need nothing the service itself lacks, so the command can do no more than
     the periodic job, and an operator needs no owner credentials to check the chain."""
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    from app.db.urls import app_url
-
-    settings = _settings()
-
-    async def main() -> T:
-        engine = create_async_engine(app_url(settings, "asyncpg"))
-        try:
-            return await fn(engine)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(main())
+    return _run(fn, as_owner=False)
 
 
 @audit.command("seal")
@@ -297,7 +292,7 @@ def audit_seal() -> None:
 
     from app.audit.jobs import purge_all, seal_all
 
-    async def seal_then_purge(engine: Any) -> Any:
+    async def seal_then_purge(engine: AsyncEngine, _: Settings) -> Any:
         report = await seal_all(engine)
         report.purged_blocks, report.purged_rows = await purge_all(engine)
         return report
@@ -331,7 +326,7 @@ def audit_verify(
         if org is None or not seq.isdigit() or len(digest) != 64:
             raise typer.BadParameter("--anchor is SEQ:HASH (64 hex digits) and needs --org")
         recorded = Anchor(int(seq), digest.lower())
-    reports = _run_as_app(lambda engine: verify_all(engine, org, recorded))
+    reports = _run_as_app(lambda engine, _: verify_all(engine, org, recorded))
     broken = [r for r in reports if not r.intact]
     for r in reports:
         if r.intact:
@@ -355,8 +350,7 @@ def retention_run(
     receipt per account; prints a JSON summary."""
     from app.retention.jobs import run_retention
 
-    settings = _settings()
-    report = _run_as_app(lambda engine: run_retention(engine, settings, org_id=org))
+    report = _run_as_app(lambda engine, settings: run_retention(engine, settings, org_id=org))
     _emit(
         {
             "orgs": report.orgs,
