@@ -32,7 +32,7 @@ from app.matching.service import LinkKeys, Matches, link_keys, match_links, same
 from app.messages.mime import ParsedMessage, Participant, normalise_message_id, parse_message
 from app.messages.repository import writes as repository
 from app.messages.repository.writes import NewDocument, SentCopy
-from app.platform.documents import DocumentStorage, sha256_hex
+from app.platform.documents import DocumentStorage
 from app.providers.base import RemoteMessage
 
 logger = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ async def _store_documents(
                 filename=a.filename,
                 content_type=a.content_type,
                 size=len(a.content),
-                sha256=sha256_hex(a.content),
+                sha256=a.sha256,
                 storage_key=key,
             )
         )

@@ -4,6 +4,7 @@ bodies in one pre-order pass, and the header reads share the message's charset h
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 from email.message import Message
 
@@ -193,6 +194,7 @@ class Extractor:
                 is_inline=is_inline,
                 part_index=index,
                 content=content,
+                sha256=hashlib.sha256(content).hexdigest(),
             )
         )
 

@@ -28,9 +28,7 @@ def normalised_content_hash(
         "recipients": sorted(set(recipients)),
         "sent_at": sent_at.isoformat() if sent_at else None,
         "body": collapse(visible(body)),
-        "attachments": sorted(
-            [a.filename, a.content_type, hashlib.sha256(a.content).hexdigest()] for a in attachments
-        ),
+        "attachments": sorted([a.filename, a.content_type, a.sha256] for a in attachments),
     }
     canonical = json.dumps(document, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8", "replace")).hexdigest()

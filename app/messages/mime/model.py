@@ -29,6 +29,9 @@ class ParsedAttachment:
     is_inline: bool
     part_index: int
     content: bytes = field(repr=False)
+    sha256: str
+    """Hex SHA-256 of the content, computed once when parsed (the content hash and the
+    PF-11 document both use it)."""
 
 
 @dataclass(frozen=True, slots=True)
